@@ -1,0 +1,327 @@
+//! Administration: accounts, instance settings, bootstrap. Callers are checked with
+//! [`Service::require_admin`] (the full role model comes with tenancy).
+
+use crate::audit::{AuditExt, event};
+use crate::lockout;
+use crate::password::check_policy;
+use crate::service::{Principal, RequestMeta, Service, store_err};
+use gatehouse_domain::ids::new_id;
+use gatehouse_domain::model::{Account, AccountStatus, Page, Paged};
+use gatehouse_domain::ports::NewAccount;
+use gatehouse_domain::values::{Email, Username};
+use gatehouse_domain::{AppError, Code, FieldError, Id, Secret};
+use serde::{Deserialize, Serialize};
+
+/// Global roles an account can hold until tenancy brings per-workspace roles.
+pub const GLOBAL_ROLES: &[&str] = &["admin", "user"];
+
+/// Instance-wide switches (`GET/PATCH /admin/settings`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InstanceSettings {
+    pub allow_password_login: bool,
+    pub allow_registration: bool,
+    pub mfa_policy: String,
+    pub single_session: bool,
+}
+
+impl Default for InstanceSettings {
+    fn default() -> Self {
+        Self {
+            allow_password_login: true,
+            allow_registration: false,
+            mfa_policy: "optional".into(),
+            single_session: false,
+        }
+    }
+}
+
+const SETTINGS_KEY: &str = "instance";
+
+/// A new account as an admin (or the CLI) describes it.
+#[derive(Clone, Debug, Default)]
+pub struct CreateUser {
+    pub email: String,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub password: Option<Secret>,
+    pub must_change_password: Option<bool>,
+    pub roles: Vec<String>,
+}
+
+impl Service {
+    /// The instance settings, defaults where never set.
+    pub async fn instance_settings(&self) -> Result<InstanceSettings, AppError> {
+        let value = self.store.setting(SETTINGS_KEY).await.map_err(store_err)?;
+        Ok(value
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default())
+    }
+
+    /// The caller's account, if it holds the `admin` role; `PERMISSION_REQUIRED` otherwise.
+    pub async fn require_admin(&self, p: &Principal) -> Result<Account, AppError> {
+        let account = self.me(p).await?;
+        if account.has_role("admin") {
+            Ok(account)
+        } else {
+            Err(Code::PERMISSION_REQUIRED.into())
+        }
+    }
+
+    /// Creates an account. Validation errors name every bad field; a taken email or
+    /// username is `CONFLICT`.
+    pub async fn create_user(
+        &self,
+        actor: Option<Id>,
+        input: CreateUser,
+        meta: &RequestMeta,
+    ) -> Result<Account, AppError> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&input.email);
+        if email.is_none() {
+            errors.push(FieldError::new(
+                "email",
+                if input.email.trim().is_empty() {
+                    "required"
+                } else {
+                    "invalid_email"
+                },
+            ));
+        }
+        let username = match input
+            .username
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            Some(raw) => match Username::parse(raw) {
+                Some(u) => Some(u),
+                None => {
+                    errors.push(FieldError::new("username", "invalid_username"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let display_name = input
+            .display_name
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty());
+        if display_name
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 200)
+        {
+            errors.push(FieldError::new("displayName", "too_long"));
+        }
+        let mut roles: Vec<String> = input
+            .roles
+            .iter()
+            .map(|r| r.trim().to_lowercase())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        if roles.iter().any(|r| !GLOBAL_ROLES.contains(&r.as_str())) {
+            errors.push(FieldError::new("roles", "invalid"));
+        }
+        let (Some(email), true) = (email, errors.is_empty()) else {
+            return Err(AppError::validation(errors));
+        };
+        let password_hash = match &input.password {
+            Some(pw) => {
+                let mut ids = vec![email.local_part()];
+                if let Some(u) = &username {
+                    ids.push(u.as_str());
+                }
+                check_policy(&self.cfg.password, pw, "password", &ids)?;
+                Some(self.hasher.hash(pw).await?)
+            }
+            None => None,
+        };
+        let now = self.now();
+        let account = Account {
+            id: new_id(),
+            email: email.as_str().to_string(),
+            username: username.map(|u| u.as_str().to_string()),
+            display_name,
+            status: AccountStatus::Active,
+            must_change_password: input
+                .must_change_password
+                .unwrap_or(self.cfg.session.admin_created_must_change_password),
+            roles,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+        };
+        let audit = event(meta, now, "admin.user.create", "success")
+            .actor(actor)
+            .target(Some(account.id))
+            .details(serde_json::json!({ "email": account.email, "roles": account.roles }));
+        self.store
+            .create_account(
+                &NewAccount {
+                    account: account.clone(),
+                    password_hash,
+                },
+                &audit,
+            )
+            .await
+            .map_err(store_err)?;
+        Ok(account)
+    }
+
+    /// Creates the first admin if the instance has no account yet. `true` if it did.
+    pub async fn bootstrap_admin(&self, email: &str, password: &Secret) -> Result<bool, AppError> {
+        if self.store.count_accounts().await.map_err(store_err)? > 0 {
+            return Ok(false);
+        }
+        let input = CreateUser {
+            email: email.to_string(),
+            password: Some(password.clone()),
+            must_change_password: Some(false),
+            roles: vec!["admin".into()],
+            ..CreateUser::default()
+        };
+        match self.create_user(None, input, &RequestMeta::default()).await {
+            Ok(_) => Ok(true),
+            // Another instance bootstrapped at the same moment.
+            Err(e) if e.code == Code::CONFLICT => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Accounts matching `query` (email, username or display name), a page at a time.
+    pub async fn list_users(
+        &self,
+        query: Option<&str>,
+        page: Page,
+    ) -> Result<Paged<Account>, AppError> {
+        let q = query
+            .map(|q| q.trim().to_lowercase())
+            .filter(|q| !q.is_empty());
+        self.store
+            .list_accounts(q.as_deref(), page)
+            .await
+            .map_err(store_err)
+    }
+
+    /// Looks an account up by id, email or username (CLI and admin tools).
+    pub async fn find_user(&self, key: &str) -> Result<Account, AppError> {
+        let found = if let Ok(id) = key.parse::<Id>() {
+            self.store.account_by_id(id).await
+        } else if let Some(e) = Email::parse(key).filter(|_| key.contains('@')) {
+            self.store.account_by_email(e.as_str()).await
+        } else if let Some(u) = Username::parse(key) {
+            self.store.account_by_username(u.as_str()).await
+        } else {
+            Ok(None)
+        };
+        found
+            .map_err(store_err)?
+            .ok_or_else(|| Code::NOT_FOUND.into())
+    }
+
+    /// Enables or disables an account; disabling revokes all its sessions at once.
+    pub async fn set_user_status(
+        &self,
+        actor: Option<Id>,
+        id: Id,
+        status: AccountStatus,
+        meta: &RequestMeta,
+    ) -> Result<Account, AppError> {
+        let action = match status {
+            AccountStatus::Active => "admin.user.enable",
+            AccountStatus::Disabled => "admin.user.disable",
+        };
+        let audit = event(meta, self.now(), action, "success")
+            .actor(actor)
+            .target(Some(id));
+        let (account, revoked) = self
+            .store
+            .set_account_status(id, status, self.now(), &audit)
+            .await
+            .map_err(store_err)?
+            .ok_or(Code::NOT_FOUND)?;
+        self.mark_sessions_revoked(&revoked).await?;
+        Ok(account)
+    }
+
+    /// Lifts a lockout on the account's email and username.
+    pub async fn unlock_user(
+        &self,
+        actor: Option<Id>,
+        id: Id,
+        meta: &RequestMeta,
+    ) -> Result<Account, AppError> {
+        let account = self
+            .store
+            .account_by_id(id)
+            .await
+            .map_err(store_err)?
+            .ok_or(Code::NOT_FOUND)?;
+        lockout::unlock(self.cache.as_ref(), &account.email).await?;
+        if let Some(u) = &account.username {
+            lockout::unlock(self.cache.as_ref(), u).await?;
+        }
+        self.audit(
+            event(meta, self.now(), "admin.user.unlock", "success")
+                .actor(actor)
+                .target(Some(id)),
+        )
+        .await;
+        Ok(account)
+    }
+
+    /// Makes the account choose a new password at its next sign-in.
+    pub async fn require_password_change(
+        &self,
+        actor: Option<Id>,
+        id: Id,
+        meta: &RequestMeta,
+    ) -> Result<Account, AppError> {
+        let audit = event(
+            meta,
+            self.now(),
+            "admin.user.require_password_change",
+            "success",
+        )
+        .actor(actor)
+        .target(Some(id));
+        self.store
+            .set_must_change_password(id, true, self.now(), &audit)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| Code::NOT_FOUND.into())
+    }
+
+    /// Sets a password directly (CLI), subject to the policy; revokes every session.
+    pub async fn set_user_password(
+        &self,
+        actor: Option<Id>,
+        id: Id,
+        password: &Secret,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let account = self
+            .store
+            .account_by_id(id)
+            .await
+            .map_err(store_err)?
+            .ok_or(Code::NOT_FOUND)?;
+        check_policy(
+            &self.cfg.password,
+            password,
+            "password",
+            &crate::auth::identifiers(&account),
+        )?;
+        let hash = self.hasher.hash(password).await?;
+        let audit = event(meta, self.now(), "admin.user.set_password", "success")
+            .actor(actor)
+            .target(Some(id));
+        let revoked = self
+            .store
+            .change_password(id, &hash, None, self.now(), &audit)
+            .await
+            .map_err(store_err)?;
+        self.mark_sessions_revoked(&revoked).await
+    }
+}

@@ -1,0 +1,612 @@
+//! Sign-in flows: login (with the password-change step), refresh rotation, logout,
+//! token authentication, password change and session management.
+
+use crate::audit::{AuditExt, event};
+use crate::jwt::Claims;
+use crate::lockout;
+use crate::password::{Verified, check_policy};
+use crate::service::{AuthVia, Principal, RequestMeta, Service, cache_err, store_err};
+use crate::tokens::{digest, digest_hex, opaque_token};
+use gatehouse_domain::ids::new_id;
+use gatehouse_domain::model::{
+    Account, AccountStatus, LoginCommit, NewToken, RefreshPolicy, Rotation, Session, SessionStatus,
+    TokenKind,
+};
+use gatehouse_domain::values::Identifier;
+use gatehouse_domain::{AppError, Code, FieldError, Id, Secret};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Tokens handed out by a completed sign-in or a refresh.
+#[derive(Debug)]
+pub struct Issued {
+    pub account: Account,
+    pub session_id: Id,
+    /// The access JWT (API sign-ins and refreshes; `None` for web sign-ins).
+    pub access_token: Option<Secret>,
+    pub expires_in: u64,
+    /// The refresh token (API) or web-session token (pages).
+    pub token: Secret,
+    pub token_expires_in: u64,
+}
+
+/// A step still owed before tokens are issued.
+#[derive(Debug)]
+pub struct Challenge {
+    pub token: Secret,
+    pub step: &'static str,
+    pub code: Code,
+    pub expires_in: u64,
+    pub account: Account,
+}
+
+/// What a login attempt ended in.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Done(Issued),
+    Step(Challenge),
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChallengeState {
+    account_id: Id,
+    step: String,
+    kind: String,
+    methods: Vec<String>,
+}
+
+const STEP_CHANGE_PASSWORD: &str = "change_password";
+const LONGEST_LOGIN_PASSWORD: usize = 1024;
+
+impl Service {
+    /// Checks, in order: lockout → credentials → account status → owed steps; then issues
+    /// a session. Unknown users, wrong passwords and disabled accounts with a wrong
+    /// password all fail the same way, at the same cost.
+    #[tracing::instrument(skip_all, fields(account_id))]
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: &Secret,
+        kind: TokenKind,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, AppError> {
+        let ident = Identifier::parse(identifier)
+            .ok_or_else(|| AppError::validation(vec![FieldError::new("identifier", "invalid")]))?;
+        if password.expose().chars().count() > LONGEST_LOGIN_PASSWORD {
+            return Err(AppError::validation(vec![FieldError::new(
+                "password", "too_long",
+            )]));
+        }
+        let key = ident.normalized().to_string();
+        let now = self.now();
+        if let Err(e) = lockout::check(self.cache.as_ref(), &self.cfg.lockout, &key).await {
+            if e.code == Code::ACCOUNT_LOCKED {
+                self.audit(
+                    event(meta, now, "login", "failure")
+                        .reason("ACCOUNT_LOCKED")
+                        .details(serde_json::json!({ "identifier": key })),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+        let account = match &ident {
+            Identifier::Email(e) => self.store.account_by_email(e.as_str()).await,
+            Identifier::Username(u) => self.store.account_by_username(u.as_str()).await,
+        }
+        .map_err(store_err)?;
+        let stored = match &account {
+            Some(a) => self.store.password_hash(a.id).await.map_err(store_err)?,
+            None => None,
+        };
+        let verified = self.hasher.verify(password, stored.as_deref()).await?;
+        let account = match (account, verified.ok()) {
+            (Some(a), true) => a,
+            (account, _) => {
+                let target = account.map(|a| a.id);
+                let locked =
+                    lockout::record_failure(self.cache.as_ref(), &self.cfg.lockout, &key).await?;
+                self.audit(
+                    event(meta, now, "login", "failure")
+                        .target(target)
+                        .reason("INVALID_CREDENTIALS")
+                        .details(serde_json::json!({ "identifier": key })),
+                )
+                .await;
+                if locked {
+                    self.audit(
+                        event(meta, now, "account.locked", "success")
+                            .target(target)
+                            .details(serde_json::json!({ "identifier": key })),
+                    )
+                    .await;
+                }
+                return Err(Code::INVALID_CREDENTIALS.into());
+            }
+        };
+        tracing::Span::current().record("account_id", tracing::field::display(account.id));
+        lockout::reset(self.cache.as_ref(), &key).await?;
+        if account.status != AccountStatus::Active {
+            self.audit(
+                event(meta, now, "login", "failure")
+                    .target(Some(account.id))
+                    .reason("ACCOUNT_DISABLED"),
+            )
+            .await;
+            return Err(Code::ACCOUNT_DISABLED.into());
+        }
+        let methods = vec!["pwd".to_string()];
+        if account.must_change_password {
+            return self
+                .open_challenge(account, STEP_CHANGE_PASSWORD, kind, methods)
+                .await
+                .map(LoginOutcome::Step);
+        }
+        let rehash = match verified {
+            Verified::YesRehashed(h) => Some(h),
+            _ => None,
+        };
+        self.issue(account, methods, kind, rehash, meta)
+            .await
+            .map(LoginOutcome::Done)
+    }
+
+    async fn open_challenge(
+        &self,
+        account: Account,
+        step: &'static str,
+        kind: TokenKind,
+        methods: Vec<String>,
+    ) -> Result<Challenge, AppError> {
+        let token = opaque_token()?;
+        let state = ChallengeState {
+            account_id: account.id,
+            step: step.to_string(),
+            kind: kind.as_str().to_string(),
+            methods,
+        };
+        let bytes =
+            serde_json::to_vec(&state).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+        let ttl = self.cfg.session.challenge_ttl_seconds;
+        self.cache
+            .set(
+                &format!("chal:{}", digest_hex(&token)),
+                &bytes,
+                Duration::from_secs(ttl),
+            )
+            .await
+            .map_err(cache_err)?;
+        Ok(Challenge {
+            token: Secret::new(token),
+            step,
+            code: Code::AUTH_PASSWORD_CHANGE_REQUIRED,
+            expires_in: ttl,
+            account,
+        })
+    }
+
+    async fn load_challenge(
+        &self,
+        token: &str,
+        step: &str,
+    ) -> Result<(String, ChallengeState), AppError> {
+        let key = format!("chal:{}", digest_hex(token));
+        let raw = self
+            .cache
+            .get(&key)
+            .await
+            .map_err(cache_err)?
+            .ok_or(Code::CHALLENGE_INVALID)?;
+        let state: ChallengeState =
+            serde_json::from_slice(&raw).map_err(|_| Code::CHALLENGE_INVALID)?;
+        if state.step != step {
+            return Err(Code::CHALLENGE_INVALID.into());
+        }
+        Ok((key, state))
+    }
+
+    /// The `change_password` step: sets a new password that passes the policy and differs
+    /// from the old one, then finishes the sign-in.
+    pub async fn complete_password_change(
+        &self,
+        challenge: &str,
+        new_password: &Secret,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, AppError> {
+        let (key, state) = self.load_challenge(challenge, STEP_CHANGE_PASSWORD).await?;
+        let account = self.active_account(state.account_id).await?;
+        let ids = identifiers(&account);
+        check_policy(&self.cfg.password, new_password, "newPassword", &ids)?;
+        let old = self
+            .store
+            .password_hash(account.id)
+            .await
+            .map_err(store_err)?;
+        if old.is_some() && self.hasher.verify(new_password, old.as_deref()).await?.ok() {
+            return Err(AppError {
+                fields: vec![FieldError::new("newPassword", "same_as_current")],
+                ..AppError::new(Code::PASSWORD_POLICY_VIOLATION)
+            });
+        }
+        let hash = self.hasher.hash(new_password).await?;
+        // Taking the challenge is what makes this step single-use.
+        self.cache
+            .take(&key)
+            .await
+            .map_err(cache_err)?
+            .ok_or(Code::CHALLENGE_INVALID)?;
+        let now = self.now();
+        let audit = event(meta, now, "password.change", "success")
+            .actor(Some(account.id))
+            .target(Some(account.id));
+        let revoked = self
+            .store
+            .change_password(account.id, &hash, None, now, &audit)
+            .await
+            .map_err(store_err)?;
+        self.mark_sessions_revoked(&revoked).await?;
+        let account = self.active_account(account.id).await?;
+        let kind = if state.kind == TokenKind::Web.as_str() {
+            TokenKind::Web
+        } else {
+            TokenKind::Refresh
+        };
+        self.issue(account, state.methods, kind, None, meta)
+            .await
+            .map(LoginOutcome::Done)
+    }
+
+    async fn active_account(&self, id: Id) -> Result<Account, AppError> {
+        let account = self
+            .store
+            .account_by_id(id)
+            .await
+            .map_err(store_err)?
+            .ok_or(Code::CHALLENGE_INVALID)?;
+        if account.status != AccountStatus::Active {
+            return Err(Code::ACCOUNT_DISABLED.into());
+        }
+        Ok(account)
+    }
+
+    /// Creates the session and its token in one transaction, then signs an access token.
+    async fn issue(
+        &self,
+        account: Account,
+        methods: Vec<String>,
+        kind: TokenKind,
+        rehash: Option<String>,
+        meta: &RequestMeta,
+    ) -> Result<Issued, AppError> {
+        let now = self.now();
+        let s = &self.cfg.session;
+        let session = Session {
+            id: new_id(),
+            account_id: account.id,
+            status: SessionStatus::Active,
+            auth_methods: methods,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(Duration::from_secs(s.refresh_absolute_seconds)),
+            revoked_at: None,
+        };
+        // Sign before writing, so a missing key fails without leaving a session behind.
+        let access = match kind {
+            TokenKind::Refresh => Some(self.sign_access(&account, session.id)?),
+            TokenKind::Web => None,
+        };
+        let token = opaque_token()?;
+        let idle = Duration::from_secs(s.refresh_idle_seconds);
+        let audit = event(meta, now, "login", "success").actor(Some(account.id)).target(Some(account.id))
+            .details(serde_json::json!({ "sessionId": session.id, "methods": session.auth_methods, "kind": kind.as_str() }));
+        let commit = LoginCommit {
+            session: session.clone(),
+            token: NewToken {
+                hash: digest(&token),
+                expires_at: now.plus(idle),
+            },
+            token_kind: kind,
+            rehash,
+            revoke_others: self.instance_settings().await?.single_session,
+            audit,
+        };
+        let revoked = self.store.commit_login(&commit).await.map_err(store_err)?;
+        self.mark_sessions_revoked(&revoked).await?;
+        Ok(Issued {
+            account,
+            session_id: session.id,
+            access_token: access.map(Secret::new),
+            expires_in: self.cfg.jwt.access_ttl_seconds,
+            token: Secret::new(token),
+            token_expires_in: s.refresh_idle_seconds,
+        })
+    }
+
+    fn sign_access(&self, account: &Account, session_id: Id) -> Result<String, AppError> {
+        let now = self.now().unix_seconds();
+        let ttl = i64::try_from(self.cfg.jwt.access_ttl_seconds).unwrap_or(900);
+        self.keys.sign(&Claims {
+            iss: self.cfg.jwt.issuer.clone(),
+            aud: self.cfg.jwt.audience.clone(),
+            sub: account.id,
+            sid: session_id,
+            jti: crate::tokens::b64url(&crate::tokens::random_bytes::<16>()?),
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+            typ: "access".into(),
+            scope: "account".into(),
+            ws: None,
+            br: None,
+            roles: account.roles.clone(),
+        })
+    }
+
+    /// Rotates a refresh token. A token that was already rotated revokes its whole session.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, token: &Secret, meta: &RequestMeta) -> Result<Issued, AppError> {
+        let now = self.now();
+        let s = &self.cfg.session;
+        let idle = Duration::from_secs(s.refresh_idle_seconds);
+        let next = opaque_token()?;
+        let policy = RefreshPolicy {
+            now,
+            idle_ms: i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
+        };
+        let new = NewToken {
+            hash: digest(&next),
+            expires_at: now.plus(idle),
+        };
+        match self
+            .store
+            .rotate_refresh(&digest(token.expose()), &new, policy)
+            .await
+            .map_err(store_err)?
+        {
+            Rotation::Rotated(session) => {
+                let account = self
+                    .store
+                    .account_by_id(session.account_id)
+                    .await
+                    .map_err(store_err)?;
+                let account = account
+                    .filter(|a| a.status == AccountStatus::Active)
+                    .ok_or(Code::ACCOUNT_DISABLED)?;
+                let access = self.sign_access(&account, session.id)?;
+                Ok(Issued {
+                    account,
+                    session_id: session.id,
+                    access_token: Some(Secret::new(access)),
+                    expires_in: self.cfg.jwt.access_ttl_seconds,
+                    token: Secret::new(next),
+                    token_expires_in: now
+                        .until(session.expires_at)
+                        .as_secs()
+                        .min(s.refresh_idle_seconds),
+                })
+            }
+            Rotation::Reused {
+                session_id,
+                account_id,
+            } => {
+                self.mark_sessions_revoked(&[session_id]).await?;
+                self.audit(
+                    event(meta, now, "refresh.reuse", "failure")
+                        .target(Some(account_id))
+                        .reason("REFRESH_TOKEN_REUSED")
+                        .details(serde_json::json!({ "sessionId": session_id })),
+                )
+                .await;
+                Err(Code::REFRESH_TOKEN_REUSED.into())
+            }
+            Rotation::Expired => Err(Code::TOKEN_EXPIRED.into()),
+            Rotation::Revoked => Err(Code::TOKEN_REVOKED.into()),
+            Rotation::Unknown => Err(Code::TOKEN_INVALID.into()),
+        }
+    }
+
+    /// Checks an access token: signature, lifetime, then the shared denylist and session
+    /// revocation marks (one cache round trip).
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AppError> {
+        let claims = self.keys.verify(token, self.now())?;
+        let deny = format!("deny:{}", claims.jti);
+        let srev = format!("srev:{}", claims.sid);
+        if self
+            .cache
+            .exists_any(&[&deny, &srev])
+            .await
+            .map_err(cache_err)?
+        {
+            return Err(Code::TOKEN_REVOKED.into());
+        }
+        Ok(Principal {
+            account_id: claims.sub,
+            session_id: claims.sid,
+            jti: Some((
+                claims.jti,
+                gatehouse_domain::Timestamp::from_millis(claims.exp * 1000),
+            )),
+            via: AuthVia::Bearer,
+        })
+    }
+
+    /// Checks a web-session cookie token.
+    pub async fn authenticate_web(&self, token: &str) -> Result<Principal, AppError> {
+        let now = self.now();
+        let session = self
+            .store
+            .session_by_web_token(&digest(token), now)
+            .await
+            .map_err(store_err)?;
+        let session = session.ok_or(Code::AUTHENTICATION_REQUIRED)?;
+        self.store
+            .touch_session(session.id, now, 60_000)
+            .await
+            .map_err(store_err)?;
+        Ok(Principal {
+            account_id: session.account_id,
+            session_id: session.id,
+            jti: None,
+            via: AuthVia::Cookie,
+        })
+    }
+
+    /// The caller's account; `ACCOUNT_DISABLED` if it was disabled since.
+    pub async fn me(&self, p: &Principal) -> Result<Account, AppError> {
+        let account = self
+            .store
+            .account_by_id(p.account_id)
+            .await
+            .map_err(store_err)?;
+        let account = account.ok_or(Code::TOKEN_REVOKED)?;
+        if account.status != AccountStatus::Active {
+            return Err(Code::ACCOUNT_DISABLED.into());
+        }
+        Ok(account)
+    }
+
+    /// Ends the caller's session: the session is revoked and the access token denied.
+    pub async fn logout(&self, p: &Principal, meta: &RequestMeta) -> Result<(), AppError> {
+        let now = self.now();
+        let audit = event(meta, now, "logout", "success")
+            .actor(Some(p.account_id))
+            .target(Some(p.account_id))
+            .details(serde_json::json!({ "sessionId": p.session_id }));
+        self.store
+            .revoke_session(p.session_id, now, &audit)
+            .await
+            .map_err(store_err)?;
+        self.mark_sessions_revoked(&[p.session_id]).await?;
+        self.deny_access_token(p).await
+    }
+
+    /// Ends every session of the caller's account.
+    pub async fn logout_all(&self, p: &Principal, meta: &RequestMeta) -> Result<usize, AppError> {
+        let now = self.now();
+        let audit = event(meta, now, "logout.all", "success")
+            .actor(Some(p.account_id))
+            .target(Some(p.account_id));
+        let ids = self
+            .store
+            .revoke_account_sessions(p.account_id, None, now, &audit)
+            .await
+            .map_err(store_err)?;
+        self.mark_sessions_revoked(&ids).await?;
+        self.deny_access_token(p).await?;
+        Ok(ids.len())
+    }
+
+    async fn deny_access_token(&self, p: &Principal) -> Result<(), AppError> {
+        if let Some((jti, exp)) = &p.jti {
+            let ttl = self.now().until(*exp) + Duration::from_secs(10);
+            self.cache
+                .set(&format!("deny:{jti}"), b"1", ttl)
+                .await
+                .map_err(cache_err)?;
+        }
+        Ok(())
+    }
+
+    /// Changes the caller's password (needs the current one) and revokes their other sessions.
+    pub async fn change_password(
+        &self,
+        p: &Principal,
+        current: &Secret,
+        new: &Secret,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let account = self.me(p).await?;
+        let stored = self
+            .store
+            .password_hash(account.id)
+            .await
+            .map_err(store_err)?;
+        let now = self.now();
+        if !self.hasher.verify(current, stored.as_deref()).await?.ok() {
+            self.audit(
+                event(meta, now, "password.change", "failure")
+                    .actor(Some(account.id))
+                    .target(Some(account.id))
+                    .reason("INVALID_CREDENTIALS"),
+            )
+            .await;
+            return Err(Code::INVALID_CREDENTIALS.into());
+        }
+        check_policy(
+            &self.cfg.password,
+            new,
+            "newPassword",
+            &identifiers(&account),
+        )?;
+        if current == new {
+            return Err(AppError {
+                fields: vec![FieldError::new("newPassword", "same_as_current")],
+                ..AppError::new(Code::PASSWORD_POLICY_VIOLATION)
+            });
+        }
+        let hash = self.hasher.hash(new).await?;
+        let audit = event(meta, now, "password.change", "success")
+            .actor(Some(account.id))
+            .target(Some(account.id));
+        let revoked = self
+            .store
+            .change_password(account.id, &hash, Some(p.session_id), now, &audit)
+            .await
+            .map_err(store_err)?;
+        self.mark_sessions_revoked(&revoked).await
+    }
+
+    /// The caller's active sessions, newest first.
+    pub async fn my_sessions(&self, p: &Principal) -> Result<Vec<Session>, AppError> {
+        self.store
+            .active_sessions(p.account_id, self.now())
+            .await
+            .map_err(store_err)
+    }
+
+    /// Revokes one of the caller's own sessions; `NOT_FOUND` for anyone else's.
+    pub async fn revoke_my_session(
+        &self,
+        p: &Principal,
+        id: Id,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let session = self.store.session_by_id(id).await.map_err(store_err)?;
+        let session =
+            session.filter(|s| s.account_id == p.account_id && s.status == SessionStatus::Active);
+        let session = session.ok_or(Code::NOT_FOUND)?;
+        let now = self.now();
+        let audit = event(meta, now, "session.revoke", "success")
+            .actor(Some(p.account_id))
+            .target(Some(p.account_id))
+            .details(serde_json::json!({ "sessionId": session.id }));
+        self.store
+            .revoke_session(session.id, now, &audit)
+            .await
+            .map_err(store_err)?;
+        self.mark_sessions_revoked(&[session.id]).await?;
+        if session.id == p.session_id {
+            self.deny_access_token(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes an audit row outside a transaction. A failure is logged, never hidden from
+    /// operators, but does not turn the user's answer into an error.
+    pub async fn audit(&self, e: gatehouse_domain::model::AuditEvent) {
+        if let Err(err) = self.store.append_audit(std::slice::from_ref(&e)).await {
+            tracing::error!(action = %e.action, error = %err, "audit write failed");
+        }
+    }
+}
+
+/// Email local part and username: a password must not contain them.
+pub fn identifiers(account: &Account) -> Vec<&str> {
+    let mut ids = vec![account.email.split('@').next().unwrap_or("")];
+    if let Some(u) = &account.username {
+        ids.push(u);
+    }
+    ids
+}

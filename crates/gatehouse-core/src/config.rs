@@ -1,0 +1,196 @@
+//! The core's settings: typed, with safe defaults, validated once at start-up.
+
+use gatehouse_domain::Secret;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Token settings (`[jwt]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `EdDSA` (default; key generated and stored) or `HS256` (needs `secret`).
+    pub algorithm: JwtAlgorithm,
+    /// HS256 shared secret, at least 32 bytes.
+    #[serde(serialize_with = "redact", deserialize_with = "secret_opt")]
+    pub secret: Option<Secret>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_seconds: u64,
+    /// How often each instance reloads signing keys from the store.
+    pub key_refresh_seconds: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::EdDSA,
+            secret: None,
+            issuer: "gatehouse".into(),
+            audience: "gatehouse".into(),
+            access_ttl_seconds: 900,
+            key_refresh_seconds: 60,
+        }
+    }
+}
+
+/// The access-token signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JwtAlgorithm {
+    EdDSA,
+    HS256,
+}
+
+/// Password hashing and policy (`[password]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Hashes running at once; 0 means one per CPU core.
+    pub hash_concurrency: usize,
+    /// Logins allowed to wait for a hashing slot before new ones are shed with 503.
+    pub max_queue: usize,
+    pub min_length: usize,
+    pub max_length: usize,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_digit: bool,
+    pub require_special: bool,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 0,
+            max_queue: 256,
+            min_length: 8,
+            max_length: 128,
+            require_uppercase: false,
+            require_lowercase: false,
+            require_digit: false,
+            require_special: false,
+        }
+    }
+}
+
+/// Session lifetimes (`[session]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub refresh_idle_seconds: u64,
+    pub refresh_absolute_seconds: u64,
+    /// Lifetime of a login challenge (password change, two-factor step).
+    pub challenge_ttl_seconds: u64,
+    /// Accounts created by an admin must change their password at first login.
+    pub admin_created_must_change_password: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            refresh_idle_seconds: 7 * 24 * 3600,
+            refresh_absolute_seconds: 30 * 24 * 3600,
+            challenge_ttl_seconds: 300,
+            admin_created_must_change_password: true,
+        }
+    }
+}
+
+/// Lockout after repeated failures (`[lockout]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutConfig {
+    pub enabled: bool,
+    pub max_failures: u32,
+    pub window_seconds: u64,
+    pub duration_seconds: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_failures: 5,
+            window_seconds: 900,
+            duration_seconds: 900,
+        }
+    }
+}
+
+/// Everything the core needs.
+#[derive(Clone, Debug, Default)]
+pub struct CoreConfig {
+    pub jwt: JwtConfig,
+    pub password: PasswordConfig,
+    pub session: SessionConfig,
+    pub lockout: LockoutConfig,
+}
+
+impl CoreConfig {
+    /// Checks values that serde cannot: returns `(key, problem)` for the first bad one.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let p = &self.password;
+        let bad = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
+            return bad(
+                "password.argon2_memory_kib",
+                "must be at least 8 × parallelism",
+            );
+        }
+        if p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
+            return bad(
+                "password.argon2_iterations",
+                "iterations and parallelism must be ≥ 1",
+            );
+        }
+        if p.min_length == 0 || p.min_length > p.max_length || p.max_length > 1024 {
+            return bad(
+                "password.min_length",
+                "need 1 ≤ min_length ≤ max_length ≤ 1024",
+            );
+        }
+        if self.jwt.access_ttl_seconds < 30 || self.jwt.access_ttl_seconds > 24 * 3600 {
+            return bad("jwt.access_ttl_seconds", "must be between 30 and 86400");
+        }
+        if self.jwt.key_refresh_seconds == 0 {
+            return bad("jwt.key_refresh_seconds", "must be ≥ 1");
+        }
+        let s = &self.session;
+        if s.refresh_idle_seconds == 0 || s.refresh_idle_seconds > s.refresh_absolute_seconds {
+            return bad(
+                "session.refresh_idle_seconds",
+                "must be ≥ 1 and ≤ refresh_absolute_seconds",
+            );
+        }
+        if s.challenge_ttl_seconds < 30 {
+            return bad("session.challenge_ttl_seconds", "must be ≥ 30");
+        }
+        if self.lockout.enabled
+            && (self.lockout.max_failures == 0 || self.lockout.duration_seconds == 0)
+        {
+            return bad(
+                "lockout.max_failures",
+                "max_failures and duration_seconds must be ≥ 1",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Serializes a secret as `[redacted]`.
+pub fn redact<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Reads an optional secret; empty text counts as absent.
+pub fn secret_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.is_empty())
+        .map(Secret::new))
+}

@@ -1,0 +1,15 @@
+//! Gatehouse core: login, sessions, tokens, passwords, CSRF and admin flows. It talks to
+//! the world only through the domain's ports, so it is tested without a network.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod csrf;
+pub mod jwt;
+pub mod lockout;
+pub mod password;
+pub mod service;
+pub mod tokens;
+
+pub use service::{Principal, RequestMeta, Service};

@@ -1,0 +1,424 @@
+//! Password hashing: Argon2id on a bounded blocking pool, legacy bcrypt/PBKDF2 verification
+//! with upgrade on login, a dummy hash for unknown users, and the password policy.
+
+use crate::config::PasswordConfig;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use gatehouse_domain::{AppError, Code, FieldError, Secret};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
+
+/// Result of checking a password against a stored hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// Correct, but stored with an outdated algorithm or parameters: here is a new hash.
+    YesRehashed(String),
+}
+
+impl Verified {
+    /// True if the password matched.
+    pub fn ok(&self) -> bool {
+        !matches!(self, Verified::No)
+    }
+}
+
+/// Hashes and verifies passwords off the async runtime, a bounded number at a time.
+#[derive(Clone)]
+pub struct Hasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Params,
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    max_queue: usize,
+    dummy: String,
+}
+
+impl Hasher {
+    /// Builds the pool and the dummy hash (one hash at start-up).
+    pub fn new(cfg: &PasswordConfig) -> Result<Self, AppError> {
+        let params = Params::new(
+            cfg.argon2_memory_kib,
+            cfg.argon2_iterations,
+            cfg.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+        let slots = match cfg.hash_concurrency {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        };
+        let dummy_password = crate::tokens::opaque_token()?;
+        let dummy = hash_blocking(&params, &dummy_password)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                params,
+                slots: Semaphore::new(slots),
+                waiting: AtomicUsize::new(0),
+                max_queue: cfg.max_queue,
+                dummy,
+            }),
+        })
+    }
+
+    /// Hashes with Argon2id at the configured parameters.
+    pub async fn hash(&self, password: &Secret) -> Result<String, AppError> {
+        let params = self.inner.params.clone();
+        let pw = password.clone();
+        self.run(move || hash_blocking(&params, pw.expose()))
+            .await?
+    }
+
+    /// Verifies against `stored` (or the dummy hash when there is no account, so unknown
+    /// users cost the same time). Never returns `Yes` for `None`.
+    pub async fn verify(
+        &self,
+        password: &Secret,
+        stored: Option<&str>,
+    ) -> Result<Verified, AppError> {
+        let known = stored.is_some();
+        let phc = stored.unwrap_or(&self.inner.dummy).to_string();
+        let params = self.inner.params.clone();
+        let pw = password.clone();
+        let result = self
+            .run(move || verify_blocking(&params, pw.expose(), &phc))
+            .await??;
+        Ok(if known { result } else { Verified::No })
+    }
+
+    /// Hashing tasks waiting for a slot (exported as a metric).
+    pub fn queue_depth(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let inner = &self.inner;
+        if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.max_queue {
+            inner.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AppError::new(Code::SERVICE_UNAVAILABLE).retry_after(1));
+        }
+        let permit = inner.slots.acquire().await;
+        inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _permit = permit.map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(job))
+            .await
+            .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_blocking(params: &Params, password: &str) -> Result<String, AppError> {
+    let salt_bytes = crate::tokens::random_bytes::<16>()?;
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+    argon2(params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))
+}
+
+fn verify_blocking(params: &Params, password: &str, stored: &str) -> Result<Verified, AppError> {
+    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        // bcrypt only reads 72 bytes; a longer password must not match its prefix's hash.
+        if password.len() > 72 {
+            return Ok(Verified::No);
+        }
+        return Ok(match bcrypt::verify(password, stored) {
+            Ok(true) => Verified::YesRehashed(hash_blocking(params, password)?),
+            _ => Verified::No,
+        });
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Ok(Verified::No);
+    };
+    let alg = parsed.algorithm.as_str();
+    let ok = if alg.starts_with("argon2") {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    } else if alg.starts_with("pbkdf2") {
+        pbkdf2::Pbkdf2
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    } else {
+        false
+    };
+    if !ok {
+        return Ok(Verified::No);
+    }
+    let current = alg == "argon2id"
+        && Params::try_from(&parsed).is_ok_and(|p| {
+            p.m_cost() == params.m_cost()
+                && p.t_cost() == params.t_cost()
+                && p.p_cost() == params.p_cost()
+        });
+    Ok(if current {
+        Verified::Yes
+    } else {
+        Verified::YesRehashed(hash_blocking(params, password)?)
+    })
+}
+
+/// Checks a new password against the policy; every failed rule becomes a field error
+/// under `field`. Length counts Unicode characters; nothing is truncated.
+pub fn check_policy(
+    cfg: &PasswordConfig,
+    password: &Secret,
+    field: &str,
+    identifiers: &[&str],
+) -> Result<(), AppError> {
+    let pw = password.expose();
+    let mut errors = Vec::new();
+    // Checked on bytes first, so a megabyte is refused without walking it.
+    if pw.len() > cfg.max_length * 4 || pw.chars().count() > cfg.max_length {
+        errors.push(FieldError::new(field, "too_long"));
+    } else {
+        if pw.chars().count() < cfg.min_length {
+            errors.push(FieldError::new(field, "too_short"));
+        }
+        let rules: [(bool, fn(char) -> bool, &'static str); 4] = [
+            (
+                cfg.require_uppercase,
+                char::is_uppercase,
+                "missing_uppercase",
+            ),
+            (
+                cfg.require_lowercase,
+                char::is_lowercase,
+                "missing_lowercase",
+            ),
+            (cfg.require_digit, |c| c.is_ascii_digit(), "missing_digit"),
+            (
+                cfg.require_special,
+                |c| !c.is_alphanumeric() && !c.is_whitespace(),
+                "missing_special",
+            ),
+        ];
+        for (on, test, code) in rules {
+            if on && !pw.chars().any(test) {
+                errors.push(FieldError::new(field, code));
+            }
+        }
+        let lower = pw.to_lowercase();
+        if COMMON_PASSWORDS.contains(&lower.as_str()) {
+            errors.push(FieldError::new(field, "common_password"));
+        }
+        if identifiers
+            .iter()
+            .any(|id| id.chars().count() >= 3 && lower.contains(&id.to_lowercase()))
+        {
+            errors.push(FieldError::new(field, "contains_identifier"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError {
+            fields: errors,
+            ..AppError::new(Code::PASSWORD_POLICY_VIOLATION)
+        })
+    }
+}
+
+/// The most common passwords that still pass the length rule.
+const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "password1",
+    "password123",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwerty123",
+    "qwertyuiop",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "abc12345",
+    "abcd1234",
+    "1q2w3e4r",
+    "1qaz2wsx",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "welcome1",
+    "letmein1",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "admin123",
+    "administrator",
+    "changeme",
+    "trustno1",
+    "superman",
+    "starwars",
+    "whatever",
+    "zaq12wsx",
+    "q1w2e3r4",
+    "asdfghjkl",
+    "qwertyui",
+    "87654321",
+    "12341234",
+    "aa123456",
+    "password!",
+    "welcome123",
+    "monkey123",
+    "dragon123",
+    "master123",
+    "qwerty12",
+    "1234qwer",
+    "gatehouse",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordConfig {
+        PasswordConfig {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            ..PasswordConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn argon2_hash_verifies_and_rejects_wrong_password() {
+        let h = Hasher::new(&cheap()).unwrap();
+        let hash = h.hash(&Secret::new("correct horse")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert_eq!(
+            h.verify(&Secret::new("correct horse"), Some(&hash))
+                .await
+                .unwrap(),
+            Verified::Yes
+        );
+        assert_eq!(
+            h.verify(&Secret::new("wrong horse"), Some(&hash))
+                .await
+                .unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_verifies() {
+        let h = Hasher::new(&cheap()).unwrap();
+        assert_eq!(
+            h.verify(&Secret::new("anything"), None).await.unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hash_verifies_and_is_upgraded() {
+        let h = Hasher::new(&cheap()).unwrap();
+        let legacy = bcrypt::hash("legacy pass", 4).unwrap();
+        match h
+            .verify(&Secret::new("legacy pass"), Some(&legacy))
+            .await
+            .unwrap()
+        {
+            Verified::YesRehashed(new) => assert!(new.starts_with("$argon2id$")),
+            other => panic!("expected rehash, got {other:?}"),
+        }
+        assert_eq!(
+            h.verify(&Secret::new("legacy pas"), Some(&legacy))
+                .await
+                .unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn bcrypt_does_not_accept_a_72_byte_prefix() {
+        let h = Hasher::new(&cheap()).unwrap();
+        let long = "x".repeat(80);
+        let legacy = bcrypt::hash(&long[..72], 4).unwrap();
+        assert_eq!(
+            h.verify(&Secret::new(long), Some(&legacy)).await.unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn pbkdf2_hash_verifies_and_is_upgraded() {
+        use pbkdf2::password_hash::PasswordHasher as _;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let legacy = pbkdf2::Pbkdf2
+            .hash_password(b"old secret", &salt)
+            .unwrap()
+            .to_string();
+        let h = Hasher::new(&cheap()).unwrap();
+        assert!(matches!(
+            h.verify(&Secret::new("old secret"), Some(&legacy))
+                .await
+                .unwrap(),
+            Verified::YesRehashed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn weaker_argon2_parameters_are_upgraded() {
+        let weak = Hasher::new(&cheap()).unwrap();
+        let hash = weak.hash(&Secret::new("pw-upgrade")).await.unwrap();
+        let stronger = Hasher::new(&PasswordConfig {
+            argon2_memory_kib: 128,
+            ..cheap()
+        })
+        .unwrap();
+        match stronger
+            .verify(&Secret::new("pw-upgrade"), Some(&hash))
+            .await
+            .unwrap()
+        {
+            Verified::YesRehashed(new) => assert!(new.contains("m=128"), "{new}"),
+            other => panic!("expected rehash, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn policy_lists_every_failed_rule() {
+        let cfg = PasswordConfig {
+            require_digit: true,
+            require_uppercase: true,
+            ..cheap()
+        };
+        let err = check_policy(&cfg, &Secret::new("short"), "password", &[]).unwrap_err();
+        let codes: Vec<_> = err.fields.iter().map(|f| f.code).collect();
+        assert_eq!(err.code, Code::PASSWORD_POLICY_VIOLATION);
+        assert_eq!(codes, ["too_short", "missing_uppercase", "missing_digit"]);
+    }
+
+    #[test]
+    fn policy_counts_characters_not_bytes_and_rejects_huge_input() {
+        let cfg = cheap();
+        assert!(check_policy(&cfg, &Secret::new("密码密码密码密码"), "p", &[]).is_ok());
+        let huge = Secret::new("a".repeat(1_000_000));
+        let err = check_policy(&cfg, &huge, "p", &[]).unwrap_err();
+        assert_eq!(err.fields[0].code, "too_long");
+    }
+
+    #[test]
+    fn policy_rejects_common_and_identifier_passwords() {
+        let cfg = cheap();
+        let e = check_policy(&cfg, &Secret::new("Password123"), "p", &[]).unwrap_err();
+        assert_eq!(e.fields[0].code, "common_password");
+        let e = check_policy(&cfg, &Secret::new("xx-alice-xx"), "p", &["alice"]).unwrap_err();
+        assert_eq!(e.fields[0].code, "contains_identifier");
+    }
+}

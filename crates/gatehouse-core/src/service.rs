@@ -1,0 +1,150 @@
+//! The service: ports, keys and settings in one handle that every flow hangs off.
+
+use crate::config::CoreConfig;
+use crate::csrf::Csrf;
+use crate::jwt::Keyring;
+use crate::password::Hasher;
+use crate::tokens::{b64url, b64url_decode, random_bytes};
+use gatehouse_domain::ports::{Cache, CacheError, Clock, Store, StoreError};
+use gatehouse_domain::{AppError, Code, Id, Timestamp};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who is calling, as proven by a bearer token or a web-session cookie.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub account_id: Id,
+    pub session_id: Id,
+    /// The access token's `jti` and expiry (bearer only), for the denylist at logout.
+    pub jti: Option<(String, Timestamp)>,
+    pub via: AuthVia,
+}
+
+/// How the caller authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthVia {
+    Bearer,
+    Cookie,
+}
+
+/// Request facts the flows record (audit) but never trust for authorization.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Every port and policy the flows need.
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: Hasher,
+    pub keys: Keyring,
+    pub csrf: Csrf,
+    pub cfg: CoreConfig,
+}
+
+/// Maps a store failure to what the client may see; details stay in the log.
+pub fn store_err(e: StoreError) -> AppError {
+    match e {
+        StoreError::Unavailable(d) => {
+            AppError::internal(Code::SERVICE_UNAVAILABLE, d).retry_after(1)
+        }
+        StoreError::Conflict => AppError::new(Code::CONFLICT),
+        StoreError::Other(d) => AppError::internal(Code::INTERNAL_ERROR, d),
+    }
+}
+
+/// A cache failure is always 503: a security check is never skipped because Redis is down.
+pub fn cache_err(e: CacheError) -> AppError {
+    AppError::internal(Code::SERVICE_UNAVAILABLE, e).retry_after(1)
+}
+
+const CSRF_SECRET_KEY: &str = "secret.csrf";
+const CSRF_MAX_AGE_SECS: i64 = 12 * 3600;
+
+impl Service {
+    /// Wires the service: ensures a signing key exists, loads keys and the shared CSRF
+    /// secret from the store.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        clock: Arc<dyn Clock>,
+        cfg: CoreConfig,
+    ) -> Result<Self, AppError> {
+        let hasher = Hasher::new(&cfg.password)?;
+        let keys = Keyring::new(cfg.jwt.clone());
+        let now = clock.now();
+        keys.ensure_key(store.as_ref(), now).await?;
+        keys.load(store.as_ref(), now).await?;
+        let fresh = serde_json::Value::String(b64url(&random_bytes::<32>()?));
+        let stored = store
+            .setting_or_insert(CSRF_SECRET_KEY, &fresh, now)
+            .await
+            .map_err(store_err)?;
+        let secret = stored
+            .as_str()
+            .and_then(b64url_decode)
+            .filter(|s| s.len() >= 32)
+            .ok_or_else(|| {
+                AppError::internal(Code::INTERNAL_ERROR, "stored CSRF secret is malformed")
+            })?;
+        let csrf = Csrf::new(secret, CSRF_MAX_AGE_SECS);
+        Ok(Self {
+            store,
+            cache,
+            clock,
+            hasher,
+            keys,
+            csrf,
+            cfg,
+        })
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Reloads signing keys every `jwt.key_refresh_seconds`, so a rotation made on one
+    /// instance reaches all of them.
+    pub fn spawn_key_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let svc = Arc::clone(self);
+        let every = Duration::from_secs(svc.cfg.jwt.key_refresh_seconds.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = svc.keys.load(svc.store.as_ref(), svc.now()).await {
+                    tracing::warn!(error = %e, "signing key reload failed; keeping the old keys");
+                }
+            }
+        })
+    }
+
+    /// Marks sessions revoked in the cache for as long as any of their access tokens live,
+    /// so every instance refuses those tokens on the next request.
+    pub async fn mark_sessions_revoked(&self, ids: &[Id]) -> Result<(), AppError> {
+        let ttl = Duration::from_secs(self.cfg.jwt.access_ttl_seconds + 60);
+        for id in ids {
+            self.cache
+                .set(&format!("srev:{id}"), b"1", ttl)
+                .await
+                .map_err(cache_err)?;
+        }
+        Ok(())
+    }
+
+    /// Store and cache reachability, for `/ready`.
+    pub async fn readiness(&self) -> Vec<(&'static str, &'static str, bool)> {
+        let store = self.store.ping().await.is_ok();
+        let cache = self.cache.ping().await.is_ok();
+        vec![
+            ("store", self.store.backend(), store),
+            ("cache", self.cache.backend(), cache),
+        ]
+    }
+}

@@ -1,0 +1,231 @@
+//! Stored records.
+
+use crate::{Id, Timestamp};
+use serde::Serialize;
+
+/// Whether an account may sign in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccountStatus {
+    Active,
+    Disabled,
+}
+
+impl AccountStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "ACTIVE",
+            AccountStatus::Disabled => "DISABLED",
+        }
+    }
+
+    /// Parses the stored text; unknown text reads as disabled (fail closed).
+    pub fn from_db(s: &str) -> Self {
+        if s == "ACTIVE" {
+            AccountStatus::Active
+        } else {
+            AccountStatus::Disabled
+        }
+    }
+}
+
+/// A person or service that can sign in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: Id,
+    pub email: String,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub status: AccountStatus,
+    pub must_change_password: bool,
+    pub roles: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_login_at: Option<Timestamp>,
+}
+
+impl Account {
+    /// True if the account holds the global role `code`.
+    pub fn has_role(&self, code: &str) -> bool {
+        self.roles.iter().any(|r| r == code)
+    }
+}
+
+/// Whether a session may still be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionStatus {
+    Active,
+    Revoked,
+}
+
+impl SessionStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "ACTIVE",
+            SessionStatus::Revoked => "REVOKED",
+        }
+    }
+
+    /// Parses the stored text; unknown text reads as revoked (fail closed).
+    pub fn from_db(s: &str) -> Self {
+        if s == "ACTIVE" {
+            SessionStatus::Active
+        } else {
+            SessionStatus::Revoked
+        }
+    }
+}
+
+/// One sign-in: the family that every refresh token and access token of it belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: Id,
+    pub account_id: Id,
+    pub status: SessionStatus,
+    /// How the user proved who they are, e.g. `["pwd"]` or `["pwd", "totp"]`.
+    pub auth_methods: Vec<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// Absolute end of the session, whatever its activity.
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A refresh or web-session token to store, by its SHA-256 only.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub hash: Vec<u8>,
+    pub expires_at: Timestamp,
+}
+
+/// Everything a successful login writes, in one transaction.
+#[derive(Clone, Debug)]
+pub struct LoginCommit {
+    pub session: Session,
+    /// Refresh token (API logins) or web-session token (page logins).
+    pub token: NewToken,
+    pub token_kind: TokenKind,
+    /// A stronger hash of the password, when the stored one is outdated.
+    pub rehash: Option<String>,
+    /// Revoke the account's other sessions (single-session policy).
+    pub revoke_others: bool,
+    pub audit: AuditEvent,
+}
+
+/// What a stored session token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Refresh,
+    Web,
+}
+
+impl TokenKind {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Refresh => "REFRESH",
+            TokenKind::Web => "WEB",
+        }
+    }
+}
+
+/// Lifetimes a refresh rotation enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshPolicy {
+    pub now: Timestamp,
+    /// A refresh token unused this long is dead.
+    pub idle_ms: i64,
+}
+
+/// What happened to a presented refresh token.
+#[derive(Clone, Debug)]
+pub enum Rotation {
+    /// Rotated: the old token is spent, the new one stored.
+    Rotated(Session),
+    /// A spent token came back: the session and all its tokens are now revoked.
+    Reused { session_id: Id, account_id: Id },
+    /// Past its idle or absolute lifetime.
+    Expired,
+    /// The session was revoked earlier.
+    Revoked,
+    /// Never issued (or already purged).
+    Unknown,
+}
+
+/// A key that signs access tokens. `private_key` is empty for verify-only keys.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub private_key: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_key", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// One line of the audit trail. Never holds a secret.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: Id,
+    pub at: Timestamp,
+    pub actor_id: Option<Id>,
+    pub action: String,
+    pub target_id: Option<Id>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// Filters for the audit listing.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub account_id: Option<Id>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+/// A page request: 1-based page, bounded size.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub page: u32,
+    pub page_size: u32,
+}
+
+impl Page {
+    /// Rows to skip.
+    pub fn offset(self) -> i64 {
+        i64::from(self.page.saturating_sub(1)) * i64::from(self.page_size)
+    }
+}
+
+/// A page of results.
+#[derive(Clone, Debug)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}

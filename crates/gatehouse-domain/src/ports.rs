@@ -1,0 +1,249 @@
+//! Ports: what the core needs from the outside world. Adapters live in other crates.
+
+use crate::model::{
+    Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, Paged,
+    RefreshPolicy, Rotation, Session, SigningKey,
+};
+use crate::{Id, Timestamp};
+use async_trait::async_trait;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or timed out: the request gets 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint was hit (e.g. the email is taken).
+    #[error("conflict")]
+    Conflict,
+    /// Anything else: logged, and the request gets 500.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// The result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A new account and its first password hash.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub account: Account,
+    pub password_hash: Option<String>,
+}
+
+/// Accounts and their global roles.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Inserts an account (with its password and roles) and the audit row, atomically.
+    /// `Conflict` if the email or username is taken.
+    async fn create_account(&self, new: &NewAccount, audit: &AuditEvent) -> StoreResult<()>;
+    async fn account_by_id(&self, id: Id) -> StoreResult<Option<Account>>;
+    async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
+    async fn account_by_username(&self, username: &str) -> StoreResult<Option<Account>>;
+    async fn count_accounts(&self) -> StoreResult<u64>;
+    async fn list_accounts(&self, query: Option<&str>, page: Page) -> StoreResult<Paged<Account>>;
+    /// Sets the status; disabling also revokes every active session. Returns the account and
+    /// the ids of the sessions it revoked, or `None` if there is no such account.
+    async fn set_account_status(
+        &self,
+        id: Id,
+        status: AccountStatus,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<(Account, Vec<Id>)>>;
+    async fn set_must_change_password(
+        &self,
+        id: Id,
+        value: bool,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Account>>;
+}
+
+/// Password credentials.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// The account's password hash (PHC string), if it has one.
+    async fn password_hash(&self, account_id: Id) -> StoreResult<Option<String>>;
+    /// Replaces the password, clears `must_change_password`, and revokes the account's
+    /// sessions except `keep`; returns the revoked session ids. One transaction.
+    async fn change_password(
+        &self,
+        account_id: Id,
+        hash: &str,
+        keep: Option<Id>,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Vec<Id>>;
+}
+
+/// Sessions and their refresh / web tokens.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Writes a login: session row, its token, `last_login_at`, an optional rehash, an
+    /// optional revocation of older sessions, and the audit row. Returns revoked ids.
+    async fn commit_login(&self, commit: &LoginCommit) -> StoreResult<Vec<Id>>;
+    /// Spends `old_hash` and stores `new` in its place, in one conditional update, so two
+    /// racing rotations of one token cannot both win.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new: &NewToken,
+        policy: RefreshPolicy,
+    ) -> StoreResult<Rotation>;
+    async fn session_by_id(&self, id: Id) -> StoreResult<Option<Session>>;
+    /// The active session behind a web-session cookie token.
+    async fn session_by_web_token(
+        &self,
+        hash: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<Option<Session>>;
+    /// Records activity, at most once per `min_gap_ms`.
+    async fn touch_session(&self, id: Id, now: Timestamp, min_gap_ms: i64) -> StoreResult<()>;
+    async fn active_sessions(&self, account_id: Id, now: Timestamp) -> StoreResult<Vec<Session>>;
+    async fn list_sessions(
+        &self,
+        account_id: Option<Id>,
+        page: Page,
+    ) -> StoreResult<Paged<Session>>;
+    /// Revokes one session (and its tokens). `false` if it was not active.
+    async fn revoke_session(&self, id: Id, now: Timestamp, audit: &AuditEvent)
+    -> StoreResult<bool>;
+    /// Revokes every active session of the account except `keep`; returns their ids.
+    async fn revoke_account_sessions(
+        &self,
+        account_id: Id,
+        keep: Option<Id>,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Vec<Id>>;
+    /// Counts rows by status (used by operations tooling and the fault tests).
+    async fn count_sessions(&self) -> StoreResult<u64>;
+}
+
+/// Token-signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Adds `key` as the newest signing key and retires the others as of `now`, atomically.
+    async fn rotate_signing_key(&self, key: &SigningKey, now: Timestamp) -> StoreResult<()>;
+    /// Adds `key` only if no signing key exists yet (first start; safe under races).
+    async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+}
+
+/// Instance settings and server secrets, as JSON values by key.
+#[async_trait]
+pub trait SettingStore: Send + Sync {
+    async fn setting(&self, key: &str) -> StoreResult<Option<serde_json::Value>>;
+    async fn put_setting(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Stores `value` unless the key exists; returns whichever value is stored.
+    async fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<serde_json::Value>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()>;
+    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> StoreResult<Paged<AuditEvent>>;
+}
+
+/// Everything durable, as one handle.
+#[async_trait]
+pub trait Store:
+    AccountStore + CredentialStore + SessionStore + KeyStore + SettingStore + AuditStore
+{
+    /// Cheap reachability check for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Short name for logs and `/ready`: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Why a cache call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The result of a cache call.
+pub type CacheResult<T> = Result<T, CacheError>;
+
+/// Short-lived shared state: denylist, revocation marks, counters, challenges. Every
+/// operation is atomic, and the same across instances when backed by Redis.
+#[async_trait]
+pub trait Cache: Send + Sync {
+    async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()>;
+    /// Sets only if absent; `true` if this call set it.
+    async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool>;
+    /// Gets and deletes in one step: two racing takers cannot both get the value.
+    async fn take(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
+    async fn delete(&self, key: &str) -> CacheResult<()>;
+    /// True if any of the keys exists (one round trip).
+    async fn exists_any(&self, keys: &[&str]) -> CacheResult<bool>;
+    /// Increments a counter; a new counter expires after `ttl`. Returns the new value.
+    async fn incr(&self, key: &str, ttl: Duration) -> CacheResult<i64>;
+    /// Remaining lifetime of a key, if it exists and expires.
+    async fn ttl(&self, key: &str) -> CacheResult<Option<Duration>>;
+    async fn ping(&self) -> CacheResult<()>;
+    /// Short name for logs and `/ready`: `memory` or `redis`.
+    fn backend(&self) -> &'static str;
+}
+
+/// The time source. Injected so expiry is testable without waiting.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: Timestamp) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: Duration) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = t.plus(d);
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.0
+            .lock()
+            .map(|t| *t)
+            .unwrap_or(Timestamp::from_millis(0))
+    }
+}

@@ -1,0 +1,80 @@
+//! Who is calling: a `Bearer` access token, or the web-session cookie (then unsafe methods
+//! also need a CSRF token). `Admin` additionally needs the `admin` role.
+
+use crate::envelope::ApiError;
+use crate::{AppState, context, cookies};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use gatehouse_core::Principal;
+use gatehouse_domain::{AppError, Code};
+
+/// An authenticated caller.
+pub struct Auth(pub Principal);
+
+/// An authenticated caller with the `admin` role.
+pub struct Admin(pub Principal);
+
+/// Longest bearer token we bother to parse.
+const MAX_BEARER: usize = 4096;
+
+/// The CSRF header.
+pub const CSRF_HEADER: &str = "x-csrftoken";
+
+/// Checks `X-CSRFToken` against the browser's binding cookie.
+pub fn check_csrf(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut sent = headers.get_all(CSRF_HEADER).iter();
+    let token = sent.next().and_then(|v| v.to_str().ok());
+    if sent.next().is_some() {
+        return Err(Code::CSRF_INVALID.into());
+    }
+    let binding = cookies::get(headers, &cookies::name(&state.http, cookies::CSRF));
+    state
+        .svc
+        .csrf
+        .check(token, binding.as_deref(), state.svc.now())
+        .map_err(ApiError::from)
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let values: Vec<_> = parts.headers.get_all(AUTHORIZATION).iter().collect();
+        let principal = match values.as_slice() {
+            [] => {
+                let name = cookies::name(&state.http, cookies::SESSION);
+                let token =
+                    cookies::get(&parts.headers, &name).ok_or(Code::AUTHENTICATION_REQUIRED)?;
+                let p = state.svc.authenticate_web(&token).await?;
+                let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                if !safe {
+                    check_csrf(state, &parts.headers)?;
+                }
+                p
+            }
+            [one] => {
+                let raw = one.to_str().map_err(|_| Code::TOKEN_INVALID)?;
+                let (scheme, token) = raw.split_once(' ').ok_or(Code::TOKEN_INVALID)?;
+                if !scheme.eq_ignore_ascii_case("bearer") || token.len() > MAX_BEARER {
+                    return Err(Code::TOKEN_INVALID.into());
+                }
+                state.svc.authenticate_bearer(token.trim()).await?
+            }
+            _ => return Err(AppError::new(Code::TOKEN_INVALID).into()),
+        };
+        let _ = context::current().account_id.set(principal.account_id);
+        Ok(Auth(principal))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(p) = Auth::from_request_parts(parts, state).await?;
+        state.svc.require_admin(&p).await?;
+        Ok(Admin(p))
+    }
+}

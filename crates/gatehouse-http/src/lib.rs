@@ -1,0 +1,89 @@
+//! Gatehouse HTTP: the JSON API under `/api/v1`, server-rendered pages, operations
+//! endpoints and the OpenAPI document, over axum. Handlers are thin: extract, call the
+//! core, map to a DTO.
+
+mod api;
+mod auth_extract;
+mod body;
+mod context;
+mod cookies;
+mod envelope;
+mod net;
+pub mod openapi;
+mod ops;
+mod pages;
+
+pub use context::RequestCtx;
+pub use net::TrustedProxies;
+
+use axum::Router;
+use gatehouse_core::Service;
+use std::sync::Arc;
+
+/// HTTP-level settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Base URL users reach the service at; `https://…` makes every cookie `Secure` and
+    /// gives the session cookie the `__Host-` prefix.
+    pub public_url: String,
+    pub trusted_proxies: TrustedProxies,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            trusted_proxies: TrustedProxies::default(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// True when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub svc: Arc<Service>,
+    pub http: Arc<HttpConfig>,
+}
+
+/// The whole application: API, pages, operations, with the request-context, logging,
+/// panic and body-limit layers.
+pub fn app(state: AppState) -> Router {
+    let (router, docs) = api::routes()
+        .merge(pages::routes())
+        .merge(ops::routes())
+        .split();
+    let doc = Arc::new(openapi::document(&docs));
+    router
+        .layer(axum::Extension(doc))
+        .fallback(envelope::not_found)
+        .method_not_allowed_fallback(envelope::method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            envelope::panic_response,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.http.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::middleware,
+        ))
+        .with_state(state)
+}
+
+/// Every documented route (for tests and the README).
+pub fn route_docs() -> Vec<openapi::RouteDoc> {
+    api::routes()
+        .merge(pages::routes())
+        .merge(ops::routes())
+        .docs
+}

@@ -1,0 +1,764 @@
+//! The store, written once in portable SQL (`$n` placeholders, `RETURNING`, partial
+//! indexes, `ON CONFLICT`) and expanded for each driver. Time is BIGINT milliseconds (UTC).
+
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $backend:literal, $roles_agg:literal) => {
+        use async_trait::async_trait;
+        use gatehouse_domain::model::{
+            Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, Paged,
+            RefreshPolicy, Rotation, Session, SessionStatus, SigningKey, TokenKind,
+        };
+        use gatehouse_domain::ports::{
+            AccountStore, AuditStore, CredentialStore, KeyStore, NewAccount, SessionStore,
+            SettingStore, Store, StoreResult,
+        };
+        use gatehouse_domain::{Id, Timestamp};
+        use sqlx::Row as _;
+        use uuid::Uuid;
+
+        type DbRow = <$db as sqlx::Database>::Row;
+        type Tx<'a> = sqlx::Transaction<'a, $db>;
+
+        const ACCOUNT_COLS: &str = concat!(
+            "a.id, a.email, a.username, a.display_name, a.status, a.must_change_password, ",
+            "a.created_at, a.updated_at, a.last_login_at, ",
+            "(SELECT ", $roles_agg, " FROM account_role r WHERE r.account_id = a.id) AS roles"
+        );
+        const SESSION_COLS: &str = "s.id, s.account_id, s.status, s.auth_methods, s.ip, s.user_agent, \
+             s.created_at, s.last_seen_at, s.expires_at, s.revoked_at";
+        const AUDIT_COLS: &str = "id, at, actor_id, action, target_id, outcome, reason, ip, \
+             user_agent, request_id, details";
+        /// Stands for "no session to keep" in `id <> $n` filters.
+        const NO_SESSION: Uuid = Uuid::nil();
+
+        fn ts(v: Option<i64>) -> Option<Timestamp> {
+            v.map(Timestamp::from_millis)
+        }
+
+        fn account_row(row: &DbRow) -> Result<Account, sqlx::Error> {
+            let roles: Option<String> = row.try_get("roles")?;
+            let mut roles: Vec<String> = roles
+                .unwrap_or_default()
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect();
+            roles.sort();
+            Ok(Account {
+                id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                username: row.try_get("username")?,
+                display_name: row.try_get("display_name")?,
+                status: AccountStatus::from_db(&row.try_get::<String, _>("status")?),
+                must_change_password: row.try_get("must_change_password")?,
+                roles,
+                created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+                last_login_at: ts(row.try_get("last_login_at")?),
+            })
+        }
+
+        fn session_row(row: &DbRow) -> Result<Session, sqlx::Error> {
+            let methods: String = row.try_get("auth_methods")?;
+            Ok(Session {
+                id: row.try_get("id")?,
+                account_id: row.try_get("account_id")?,
+                status: SessionStatus::from_db(&row.try_get::<String, _>("status")?),
+                auth_methods: serde_json::from_str(&methods).unwrap_or_default(),
+                ip: row.try_get("ip")?,
+                user_agent: row.try_get("user_agent")?,
+                created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                last_seen_at: Timestamp::from_millis(row.try_get("last_seen_at")?),
+                expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+                revoked_at: ts(row.try_get("revoked_at")?),
+            })
+        }
+
+        fn audit_row(row: &DbRow) -> Result<AuditEvent, sqlx::Error> {
+            let details: String = row.try_get("details")?;
+            Ok(AuditEvent {
+                id: row.try_get("id")?,
+                at: Timestamp::from_millis(row.try_get("at")?),
+                actor_id: row.try_get("actor_id")?,
+                action: row.try_get("action")?,
+                target_id: row.try_get("target_id")?,
+                outcome: row.try_get("outcome")?,
+                reason: row.try_get("reason")?,
+                ip: row.try_get("ip")?,
+                user_agent: row.try_get("user_agent")?,
+                request_id: row.try_get("request_id")?,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+            })
+        }
+
+        async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEvent) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
+                 user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(e.id)
+            .bind(e.at.millis())
+            .bind(e.actor_id)
+            .bind(&e.action)
+            .bind(e.target_id)
+            .bind(&e.outcome)
+            .bind(&e.reason)
+            .bind(&e.ip)
+            .bind(&e.user_agent)
+            .bind(&e.request_id)
+            .bind(e.details.to_string())
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+        }
+
+        /// Revokes the account's active sessions except `keep`, inside `tx`; returns their ids.
+        async fn revoke_sessions_tx(
+            tx: &mut Tx<'_>,
+            account_id: Id,
+            keep: Option<Id>,
+            now: Timestamp,
+        ) -> Result<Vec<Id>, sqlx::Error> {
+            let rows = sqlx::query(
+                "UPDATE auth_session SET status = 'REVOKED', revoked_at = $1 \
+                 WHERE account_id = $2 AND status = 'ACTIVE' AND id <> $3 RETURNING id",
+            )
+            .bind(now.millis())
+            .bind(account_id)
+            .bind(keep.unwrap_or(NO_SESSION))
+            .fetch_all(&mut **tx)
+            .await?;
+            rows.iter().map(|r| r.try_get::<Uuid, _>("id")).collect()
+        }
+
+        async fn account_where(
+            pool: &sqlx::Pool<$db>,
+            clause: &str,
+            value: impl for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send,
+        ) -> StoreResult<Option<Account>> {
+            let sql = format!("SELECT {ACCOUNT_COLS} FROM account a WHERE {clause}");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(pool).await.map_err(crate::map_err)?;
+            row.as_ref().map(account_row).transpose().map_err(crate::map_err)
+        }
+
+        #[async_trait]
+        impl AccountStore for $store {
+            async fn create_account(&self, new: &NewAccount, audit: &AuditEvent) -> StoreResult<()> {
+                let a = &new.account;
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                sqlx::query(
+                    "INSERT INTO account (id, email, username, display_name, status, \
+                     must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(a.id)
+                .bind(&a.email)
+                .bind(&a.username)
+                .bind(&a.display_name)
+                .bind(a.status.as_str())
+                .bind(a.must_change_password)
+                .bind(a.created_at.millis())
+                .bind(a.updated_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                for role in &a.roles {
+                    sqlx::query("INSERT INTO account_role (account_id, role) VALUES ($1, $2)")
+                        .bind(a.id)
+                        .bind(role)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::map_err)?;
+                }
+                if let Some(hash) = &new.password_hash {
+                    sqlx::query(
+                        "INSERT INTO credential (id, account_id, type, secret, status, created_at, updated_at) \
+                         VALUES ($1, $2, 'PASSWORD', $3, 'ACTIVE', $4, $4)",
+                    )
+                    .bind(gatehouse_domain::ids::new_id())
+                    .bind(a.id)
+                    .bind(hash)
+                    .bind(a.created_at.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                }
+                insert_audit(&mut tx, audit).await.map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)
+            }
+
+            async fn account_by_id(&self, id: Id) -> StoreResult<Option<Account>> {
+                account_where(self.r(), "a.id = $1", id).await
+            }
+
+            async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
+                account_where(self.r(), "a.email = $1", email.to_string()).await
+            }
+
+            async fn account_by_username(&self, username: &str) -> StoreResult<Option<Account>> {
+                account_where(self.r(), "a.username = $1", username.to_string()).await
+            }
+
+            async fn count_accounts(&self) -> StoreResult<u64> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account")
+                    .fetch_one(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
+            async fn list_accounts(&self, query: Option<&str>, page: Page) -> StoreResult<Paged<Account>> {
+                let pattern = query.map(|q| {
+                    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                    format!("%{escaped}%")
+                });
+                let filter = "($1 IS NULL OR a.email LIKE $1 ESCAPE '\\' OR a.username LIKE $1 ESCAPE '\\' \
+                              OR LOWER(COALESCE(a.display_name, '')) LIKE $1 ESCAPE '\\')";
+                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM account a WHERE {filter}")))
+                    .bind(&pattern)
+                    .fetch_one(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                let sql = format!(
+                    "SELECT {ACCOUNT_COLS} FROM account a WHERE {filter} ORDER BY a.created_at, a.id LIMIT $2 OFFSET $3"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&pattern)
+                    .bind(i64::from(page.page_size))
+                    .bind(page.offset())
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                let items = rows.iter().map(account_row).collect::<Result<_, _>>().map_err(crate::map_err)?;
+                Ok(Paged { items, total: u64::try_from(total).unwrap_or(0) })
+            }
+
+            async fn set_account_status(
+                &self,
+                id: Id,
+                status: AccountStatus,
+                now: Timestamp,
+                audit: &AuditEvent,
+            ) -> StoreResult<Option<(Account, Vec<Id>)>> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                let done = sqlx::query("UPDATE account SET status = $1, updated_at = $2 WHERE id = $3")
+                    .bind(status.as_str())
+                    .bind(now.millis())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                let revoked = match status {
+                    AccountStatus::Disabled => revoke_sessions_tx(&mut tx, id, None, now).await.map_err(crate::map_err)?,
+                    AccountStatus::Active => Vec::new(),
+                };
+                insert_audit(&mut tx, audit).await.map_err(crate::map_err)?;
+                let sql = format!("SELECT {ACCOUNT_COLS} FROM account a WHERE a.id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await.map_err(crate::map_err)?;
+                let account = account_row(&row).map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(Some((account, revoked)))
+            }
+
+            async fn set_must_change_password(
+                &self,
+                id: Id,
+                value: bool,
+                now: Timestamp,
+                audit: &AuditEvent,
+            ) -> StoreResult<Option<Account>> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                let done = sqlx::query("UPDATE account SET must_change_password = $1, updated_at = $2 WHERE id = $3")
+                    .bind(value)
+                    .bind(now.millis())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                insert_audit(&mut tx, audit).await.map_err(crate::map_err)?;
+                let sql = format!("SELECT {ACCOUNT_COLS} FROM account a WHERE a.id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await.map_err(crate::map_err)?;
+                let account = account_row(&row).map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(Some(account))
+            }
+        }
+
+        #[async_trait]
+        impl CredentialStore for $store {
+            async fn password_hash(&self, account_id: Id) -> StoreResult<Option<String>> {
+                sqlx::query_scalar(
+                    "SELECT secret FROM credential WHERE account_id = $1 AND type = 'PASSWORD' AND status = 'ACTIVE'",
+                )
+                .bind(account_id)
+                .fetch_optional(self.r())
+                .await
+                .map_err(crate::map_err)
+            }
+
+            async fn change_password(
+                &self,
+                account_id: Id,
+                hash: &str,
+                keep: Option<Id>,
+                now: Timestamp,
+                audit: &AuditEvent,
+            ) -> StoreResult<Vec<Id>> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                sqlx::query(
+                    "INSERT INTO credential (id, account_id, type, secret, status, created_at, updated_at) \
+                     VALUES ($1, $2, 'PASSWORD', $3, 'ACTIVE', $4, $4) \
+                     ON CONFLICT (account_id) WHERE type = 'PASSWORD' \
+                     DO UPDATE SET secret = excluded.secret, status = 'ACTIVE', updated_at = excluded.updated_at",
+                )
+                .bind(gatehouse_domain::ids::new_id())
+                .bind(account_id)
+                .bind(hash)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                sqlx::query("UPDATE account SET must_change_password = FALSE, updated_at = $1 WHERE id = $2")
+                    .bind(now.millis())
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                let revoked = revoke_sessions_tx(&mut tx, account_id, keep, now).await.map_err(crate::map_err)?;
+                insert_audit(&mut tx, audit).await.map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(revoked)
+            }
+        }
+
+        #[async_trait]
+        impl SessionStore for $store {
+            async fn commit_login(&self, c: &LoginCommit) -> StoreResult<Vec<Id>> {
+                let s = &c.session;
+                let now = s.created_at;
+                let methods = serde_json::to_string(&s.auth_methods).unwrap_or_else(|_| "[]".into());
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                let revoked = if c.revoke_others {
+                    revoke_sessions_tx(&mut tx, s.account_id, None, now).await.map_err(crate::map_err)?
+                } else {
+                    Vec::new()
+                };
+                sqlx::query(
+                    "INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
+                     created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+                )
+                .bind(s.id)
+                .bind(s.account_id)
+                .bind(s.status.as_str())
+                .bind(methods)
+                .bind(&s.ip)
+                .bind(&s.user_agent)
+                .bind(now.millis())
+                .bind(s.expires_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                sqlx::query(
+                    "INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+                     VALUES ($1, $2, $3, 'ACTIVE', $4, $5)",
+                )
+                .bind(&c.token.hash)
+                .bind(s.id)
+                .bind(c.token_kind.as_str())
+                .bind(now.millis())
+                .bind(c.token.expires_at.min(s.expires_at).millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                sqlx::query("UPDATE account SET last_login_at = $1 WHERE id = $2")
+                    .bind(now.millis())
+                    .bind(s.account_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                if let Some(hash) = &c.rehash {
+                    sqlx::query(
+                        "UPDATE credential SET secret = $1, updated_at = $2 WHERE account_id = $3 AND type = 'PASSWORD'",
+                    )
+                    .bind(hash)
+                    .bind(now.millis())
+                    .bind(s.account_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                }
+                sqlx::query(
+                    "UPDATE credential SET last_used_at = $1 WHERE account_id = $2 AND type = 'PASSWORD'",
+                )
+                .bind(now.millis())
+                .bind(s.account_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                insert_audit(&mut tx, &c.audit).await.map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(revoked)
+            }
+
+            async fn rotate_refresh(
+                &self,
+                old_hash: &[u8],
+                new: &NewToken,
+                policy: RefreshPolicy,
+            ) -> StoreResult<Rotation> {
+                let now = policy.now.millis();
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                let token = sqlx::query(
+                    "SELECT session_id, status, expires_at FROM session_token WHERE hash = $1 AND kind = 'REFRESH'",
+                )
+                .bind(old_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                let Some(token) = token else {
+                    return Ok(Rotation::Unknown);
+                };
+                let session_id: Uuid = token.try_get("session_id").map_err(crate::map_err)?;
+                let token_status: String = token.try_get("status").map_err(crate::map_err)?;
+                let token_expires: i64 = token.try_get("expires_at").map_err(crate::map_err)?;
+                let sql = format!("SELECT {SESSION_COLS} FROM auth_session s WHERE s.id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(session_id).fetch_one(&mut *tx).await.map_err(crate::map_err)?;
+                let session = session_row(&row).map_err(crate::map_err)?;
+                if session.status != SessionStatus::Active || token_status == "REVOKED" {
+                    return Ok(Rotation::Revoked);
+                }
+                // The conditional update is the arbiter: of two racing rotations only one
+                // sees the token ACTIVE; the loser is treated as reuse.
+                let spent = if token_status == "ACTIVE" && token_expires > now && session.expires_at.millis() > now {
+                    sqlx::query(
+                        "UPDATE session_token SET status = 'ROTATED', used_at = $1 WHERE hash = $2 AND status = 'ACTIVE'",
+                    )
+                    .bind(now)
+                    .bind(old_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?
+                    .rows_affected()
+                        == 1
+                } else if token_status == "ACTIVE" {
+                    return Ok(Rotation::Expired);
+                } else {
+                    false
+                };
+                if !spent {
+                    sqlx::query("UPDATE auth_session SET status = 'REVOKED', revoked_at = $1 WHERE id = $2 AND status = 'ACTIVE'")
+                        .bind(now)
+                        .bind(session_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::map_err)?;
+                    sqlx::query("UPDATE session_token SET status = 'REVOKED' WHERE session_id = $1 AND status = 'ACTIVE'")
+                        .bind(session_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::map_err)?;
+                    tx.commit().await.map_err(crate::map_err)?;
+                    return Ok(Rotation::Reused { session_id, account_id: session.account_id });
+                }
+                sqlx::query(
+                    "INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+                     VALUES ($1, $2, 'REFRESH', 'ACTIVE', $3, $4)",
+                )
+                .bind(&new.hash)
+                .bind(session_id)
+                .bind(now)
+                .bind(new.expires_at.min(session.expires_at).millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
+                sqlx::query("UPDATE auth_session SET last_seen_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(Rotation::Rotated(Session { last_seen_at: policy.now, ..session }))
+            }
+
+            async fn session_by_id(&self, id: Id) -> StoreResult<Option<Session>> {
+                let sql = format!("SELECT {SESSION_COLS} FROM auth_session s WHERE s.id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.r()).await.map_err(crate::map_err)?;
+                row.as_ref().map(session_row).transpose().map_err(crate::map_err)
+            }
+
+            async fn session_by_web_token(&self, hash: &[u8], now: Timestamp) -> StoreResult<Option<Session>> {
+                let sql = format!(
+                    "SELECT {SESSION_COLS} FROM session_token t JOIN auth_session s ON s.id = t.session_id \
+                     WHERE t.hash = $1 AND t.kind = 'WEB' AND t.status = 'ACTIVE' AND s.status = 'ACTIVE' \
+                     AND t.expires_at > $2 AND s.expires_at > $2"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash).bind(now.millis()).fetch_optional(self.r()).await.map_err(crate::map_err)?;
+                row.as_ref().map(session_row).transpose().map_err(crate::map_err)
+            }
+
+            async fn touch_session(&self, id: Id, now: Timestamp, min_gap_ms: i64) -> StoreResult<()> {
+                sqlx::query("UPDATE auth_session SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+                    .bind(now.millis())
+                    .bind(id)
+                    .bind(now.millis() - min_gap_ms)
+                    .execute(self.w())
+                    .await
+                    .map_err(crate::map_err)?;
+                Ok(())
+            }
+
+            async fn active_sessions(&self, account_id: Id, now: Timestamp) -> StoreResult<Vec<Session>> {
+                let sql = format!(
+                    "SELECT {SESSION_COLS} FROM auth_session s WHERE s.account_id = $1 AND s.status = 'ACTIVE' \
+                     AND s.expires_at > $2 ORDER BY s.created_at DESC LIMIT 500"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).bind(now.millis()).fetch_all(self.r()).await.map_err(crate::map_err)?;
+                rows.iter().map(session_row).collect::<Result<_, _>>().map_err(crate::map_err)
+            }
+
+            async fn list_sessions(&self, account_id: Option<Id>, page: Page) -> StoreResult<Paged<Session>> {
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_session s WHERE ($1 IS NULL OR s.account_id = $1)")
+                    .bind(account_id)
+                    .fetch_one(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                let sql = format!(
+                    "SELECT {SESSION_COLS} FROM auth_session s WHERE ($1 IS NULL OR s.account_id = $1) \
+                     ORDER BY s.created_at DESC LIMIT $2 OFFSET $3"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(account_id)
+                    .bind(i64::from(page.page_size))
+                    .bind(page.offset())
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                let items = rows.iter().map(session_row).collect::<Result<_, _>>().map_err(crate::map_err)?;
+                Ok(Paged { items, total: u64::try_from(total).unwrap_or(0) })
+            }
+
+            async fn revoke_session(&self, id: Id, now: Timestamp, audit: &AuditEvent) -> StoreResult<bool> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                let done = sqlx::query("UPDATE auth_session SET status = 'REVOKED', revoked_at = $1 WHERE id = $2 AND status = 'ACTIVE'")
+                    .bind(now.millis())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                sqlx::query("UPDATE session_token SET status = 'REVOKED' WHERE session_id = $1 AND status = 'ACTIVE'")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                insert_audit(&mut tx, audit).await.map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoke_account_sessions(
+                &self,
+                account_id: Id,
+                keep: Option<Id>,
+                now: Timestamp,
+                audit: &AuditEvent,
+            ) -> StoreResult<Vec<Id>> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                let ids = revoke_sessions_tx(&mut tx, account_id, keep, now).await.map_err(crate::map_err)?;
+                insert_audit(&mut tx, audit).await.map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)?;
+                Ok(ids)
+            }
+
+            async fn count_sessions(&self) -> StoreResult<u64> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_session")
+                    .fetch_one(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+        }
+
+        #[async_trait]
+        impl KeyStore for $store {
+            async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, private_key, public_key, created_at, retired_at FROM signing_key \
+                     ORDER BY created_at DESC, kid",
+                )
+                .fetch_all(self.r())
+                .await
+                .map_err(crate::map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(SigningKey {
+                            kid: r.try_get("kid")?,
+                            alg: r.try_get("alg")?,
+                            private_key: r.try_get("private_key")?,
+                            public_key: r.try_get("public_key")?,
+                            created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                            retired_at: ts(r.try_get("retired_at")?),
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(crate::map_err)
+            }
+
+            async fn rotate_signing_key(&self, key: &SigningKey, now: Timestamp) -> StoreResult<()> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                sqlx::query("UPDATE signing_key SET retired_at = $1 WHERE retired_at IS NULL")
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
+                insert_key(&mut tx, key).await.map_err(crate::map_err)?;
+                tx.commit().await.map_err(crate::map_err)
+            }
+
+            async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                // A sentinel row serializes racing first starts: only one inserts it.
+                let first = sqlx::query(
+                    "INSERT INTO instance_setting (key, value, updated_at) VALUES ('signing_key.initialized', 'true', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key.created_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?
+                .rows_affected()
+                    == 1;
+                if first {
+                    insert_key(&mut tx, key).await.map_err(crate::map_err)?;
+                }
+                tx.commit().await.map_err(crate::map_err)
+            }
+        }
+
+        async fn insert_key(tx: &mut Tx<'_>, key: &SigningKey) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO signing_key (kid, alg, private_key, public_key, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_key)
+            .bind(&key.public_key)
+            .bind(key.created_at.millis())
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+        }
+
+        #[async_trait]
+        impl SettingStore for $store {
+            async fn setting(&self, key: &str) -> StoreResult<Option<serde_json::Value>> {
+                let v: Option<String> = sqlx::query_scalar("SELECT value FROM instance_setting WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
+            }
+
+            async fn put_setting(&self, key: &str, value: &serde_json::Value, now: Timestamp) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO instance_setting (key, value, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(key)
+                .bind(value.to_string())
+                .bind(now.millis())
+                .execute(self.w())
+                .await
+                .map_err(crate::map_err)?;
+                Ok(())
+            }
+
+            async fn setting_or_insert(
+                &self,
+                key: &str,
+                value: &serde_json::Value,
+                now: Timestamp,
+            ) -> StoreResult<serde_json::Value> {
+                sqlx::query(
+                    "INSERT INTO instance_setting (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(value.to_string())
+                .bind(now.millis())
+                .execute(self.w())
+                .await
+                .map_err(crate::map_err)?;
+                let v: String = sqlx::query_scalar("SELECT value FROM instance_setting WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(self.w())
+                    .await
+                    .map_err(crate::map_err)?;
+                serde_json::from_str(&v).map_err(|e| gatehouse_domain::ports::StoreError::Other(e.to_string()))
+            }
+        }
+
+        #[async_trait]
+        impl AuditStore for $store {
+            async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
+                let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                for e in events {
+                    insert_audit(&mut tx, e).await.map_err(crate::map_err)?;
+                }
+                tx.commit().await.map_err(crate::map_err)
+            }
+
+            async fn list_audit(&self, f: &AuditFilter, page: Page) -> StoreResult<Paged<AuditEvent>> {
+                let filter = "($1 IS NULL OR actor_id = $1 OR target_id = $1) AND ($2 IS NULL OR action = $2) \
+                              AND ($3 IS NULL OR outcome = $3) AND ($4 IS NULL OR at >= $4) AND ($5 IS NULL OR at < $5)";
+                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM audit_event WHERE {filter}")))
+                    .bind(f.account_id)
+                    .bind(&f.action)
+                    .bind(&f.outcome)
+                    .bind(f.from.map(Timestamp::millis))
+                    .bind(f.to.map(Timestamp::millis))
+                    .fetch_one(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                let sql = format!("SELECT {AUDIT_COLS} FROM audit_event WHERE {filter} ORDER BY at DESC, id DESC LIMIT $6 OFFSET $7");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(f.account_id)
+                    .bind(&f.action)
+                    .bind(&f.outcome)
+                    .bind(f.from.map(Timestamp::millis))
+                    .bind(f.to.map(Timestamp::millis))
+                    .bind(i64::from(page.page_size))
+                    .bind(page.offset())
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                let items = rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(crate::map_err)?;
+                Ok(Paged { items, total: u64::try_from(total).unwrap_or(0) })
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.r()).await.map_err(crate::map_err)?;
+                Ok(())
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+
+        #[allow(dead_code)]
+        fn _assert_kinds(k: TokenKind) -> &'static str {
+            k.as_str()
+        }
+    };
+}
+
+pub(crate) use sql_store;

@@ -1,0 +1,1797 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Store conformance: each behaviour of the store ports is written once (`case_*`) and run
+//! against every adapter: SQLite always, PostgreSQL when `GATEHOUSE_TEST_DATABASE_URL` is
+//! set (mandatory under `CI=true`). Every test gets its own database and removes it after.
+
+use gatehouse_domain::ids::new_id;
+use gatehouse_domain::model::{
+    Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, RefreshPolicy,
+    Rotation, Session, SessionStatus, SigningKey, TokenKind,
+};
+use gatehouse_domain::ports::{NewAccount, Store, StoreError};
+use gatehouse_domain::{Id, Timestamp};
+use gatehouse_store::PoolOptions;
+use serde_json::json;
+use sqlx::Connection as _;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Barrier;
+use tokio::task::{JoinError, JoinSet};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------
+// Harness: one fresh database per test, removed afterwards even when the case panics.
+// ---------------------------------------------------------------------------------------
+
+/// Runs `case` against a fresh SQLite file under the temp dir.
+async fn on_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let path = std::env::temp_dir().join(format!("gh_test_{}.db", Uuid::new_v4().simple()));
+    let url = format!("sqlite:{}", path.display());
+    // The case runs in its own task so that a panic comes back as a value and the cleanup
+    // below still runs.
+    let outcome = tokio::spawn(async move {
+        let store = gatehouse_store::connect(&url, &PoolOptions::default())
+            .await
+            .expect("open the SQLite store");
+        assert_eq!(store.backend(), "sqlite");
+        case(store).await;
+    })
+    .await;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        if let Err(e) = std::fs::remove_file(&file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            panic!("cannot remove {file}: {e}");
+        }
+    }
+    rethrow(outcome);
+}
+
+/// Runs `case` against a fresh PostgreSQL database `gh_test_<uuid>`, dropped afterwards.
+async fn on_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(admin_url) = postgres_url() else {
+        return;
+    };
+    let name = format!("gh_test_{}", Uuid::new_v4().simple());
+    admin_sql(&admin_url, &format!("CREATE DATABASE {name}")).await;
+    let url = database_url(&admin_url, &name);
+    let outcome = tokio::spawn(async move {
+        let store = gatehouse_store::connect(&url, &PoolOptions::default())
+            .await
+            .expect("open the PostgreSQL store");
+        assert_eq!(store.backend(), "postgres");
+        case(store).await;
+    })
+    .await;
+    // FORCE ends the pool's connections, which the finished task may not have closed yet.
+    admin_sql(
+        &admin_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
+    rethrow(outcome);
+}
+
+/// The PostgreSQL server to test against; its absence fails the run under `CI=true`.
+fn postgres_url() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "CI=true but GATEHOUSE_TEST_DATABASE_URL is not set: the PostgreSQL store \
+             conformance tests are mandatory in CI (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+        ),
+        _ => None,
+    }
+}
+
+/// `base` with its database name replaced by `name` (query string kept).
+fn database_url(base: &str, name: &str) -> String {
+    let (head, query) = base
+        .split_once('?')
+        .map_or((base, None), |(h, q)| (h, Some(q)));
+    let authority = head.find("://").map_or(0, |i| i + 3);
+    let root = head[authority..]
+        .find('/')
+        .map_or(head, |i| &head[..authority + i]);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+async fn admin_sql(url: &str, sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to GATEHOUSE_TEST_DATABASE_URL: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.ok();
+}
+
+/// Re-raises the case's panic (after cleanup) so the test fails with its message.
+fn rethrow(outcome: Result<(), JoinError>) {
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("test task did not finish: {e}"),
+        }
+    }
+}
+
+/// Generates `#[tokio::test]`s running each case on each backend.
+macro_rules! conformance {
+    ($($case:ident => $sqlite:ident, $postgres:ident;)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            on_sqlite($case).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            on_postgres($case).await;
+        }
+    )+};
+}
+
+conformance! {
+    case_create_account_round_trips_by_id_email_and_username =>
+        create_account_round_trips_by_id_email_and_username_sqlite,
+        create_account_round_trips_by_id_email_and_username_postgres;
+    case_create_account_with_taken_email_is_conflict =>
+        create_account_with_taken_email_is_conflict_sqlite,
+        create_account_with_taken_email_is_conflict_postgres;
+    case_create_account_with_taken_username_is_conflict =>
+        create_account_with_taken_username_is_conflict_sqlite,
+        create_account_with_taken_username_is_conflict_postgres;
+    case_list_accounts_pages_with_totals =>
+        list_accounts_pages_with_totals_sqlite,
+        list_accounts_pages_with_totals_postgres;
+    case_list_accounts_filters_by_email_username_or_display_name =>
+        list_accounts_filters_by_email_username_or_display_name_sqlite,
+        list_accounts_filters_by_email_username_or_display_name_postgres;
+    case_list_accounts_query_treats_wildcards_literally =>
+        list_accounts_query_treats_wildcards_literally_sqlite,
+        list_accounts_query_treats_wildcards_literally_postgres;
+    case_disabling_an_account_revokes_its_active_sessions =>
+        disabling_an_account_revokes_its_active_sessions_sqlite,
+        disabling_an_account_revokes_its_active_sessions_postgres;
+    case_enabling_an_account_revokes_nothing =>
+        enabling_an_account_revokes_nothing_sqlite,
+        enabling_an_account_revokes_nothing_postgres;
+    case_set_must_change_password_toggles_the_flag =>
+        set_must_change_password_toggles_the_flag_sqlite,
+        set_must_change_password_toggles_the_flag_postgres;
+    case_change_password_replaces_hash_and_keeps_one_session =>
+        change_password_replaces_hash_and_keeps_one_session_sqlite,
+        change_password_replaces_hash_and_keeps_one_session_postgres;
+    case_change_password_without_keep_revokes_every_session =>
+        change_password_without_keep_revokes_every_session_sqlite,
+        change_password_without_keep_revokes_every_session_postgres;
+    case_change_password_sets_a_first_password =>
+        change_password_sets_a_first_password_sqlite,
+        change_password_sets_a_first_password_postgres;
+    case_commit_login_writes_session_token_last_login_and_audit =>
+        commit_login_writes_session_token_last_login_and_audit_sqlite,
+        commit_login_writes_session_token_last_login_and_audit_postgres;
+    case_commit_login_with_revoke_others_revokes_older_sessions =>
+        commit_login_with_revoke_others_revokes_older_sessions_sqlite,
+        commit_login_with_revoke_others_revokes_older_sessions_postgres;
+    case_commit_login_with_rehash_replaces_the_password_hash =>
+        commit_login_with_rehash_replaces_the_password_hash_sqlite,
+        commit_login_with_rehash_replaces_the_password_hash_postgres;
+    case_rotate_refresh_spends_old_token_and_stores_new =>
+        rotate_refresh_spends_old_token_and_stores_new_sqlite,
+        rotate_refresh_spends_old_token_and_stores_new_postgres;
+    case_rotate_refresh_with_spent_token_is_reuse_and_revokes_session =>
+        rotate_refresh_with_spent_token_is_reuse_and_revokes_session_sqlite,
+        rotate_refresh_with_spent_token_is_reuse_and_revokes_session_postgres;
+    case_rotate_refresh_with_unknown_or_web_token_is_unknown =>
+        rotate_refresh_with_unknown_or_web_token_is_unknown_sqlite,
+        rotate_refresh_with_unknown_or_web_token_is_unknown_postgres;
+    case_rotate_refresh_after_token_expiry_is_expired =>
+        rotate_refresh_after_token_expiry_is_expired_sqlite,
+        rotate_refresh_after_token_expiry_is_expired_postgres;
+    case_rotate_refresh_after_session_expiry_is_expired =>
+        rotate_refresh_after_session_expiry_is_expired_sqlite,
+        rotate_refresh_after_session_expiry_is_expired_postgres;
+    case_rotate_refresh_of_revoked_session_is_revoked =>
+        rotate_refresh_of_revoked_session_is_revoked_sqlite,
+        rotate_refresh_of_revoked_session_is_revoked_postgres;
+    case_concurrent_rotations_of_one_token_have_exactly_one_winner =>
+        concurrent_rotations_of_one_token_have_exactly_one_winner_sqlite,
+        concurrent_rotations_of_one_token_have_exactly_one_winner_postgres;
+    case_session_by_web_token_finds_only_active_unexpired_web_sessions =>
+        session_by_web_token_finds_only_active_unexpired_web_sessions_sqlite,
+        session_by_web_token_finds_only_active_unexpired_web_sessions_postgres;
+    case_touch_session_records_activity_at_most_once_per_gap =>
+        touch_session_records_activity_at_most_once_per_gap_sqlite,
+        touch_session_records_activity_at_most_once_per_gap_postgres;
+    case_active_sessions_lists_only_active_unexpired_sessions_of_the_account =>
+        active_sessions_lists_only_active_unexpired_sessions_of_the_account_sqlite,
+        active_sessions_lists_only_active_unexpired_sessions_of_the_account_postgres;
+    case_list_sessions_filters_by_account_and_pages =>
+        list_sessions_filters_by_account_and_pages_sqlite,
+        list_sessions_filters_by_account_and_pages_postgres;
+    case_revoke_session_returns_true_then_false =>
+        revoke_session_returns_true_then_false_sqlite,
+        revoke_session_returns_true_then_false_postgres;
+    case_revoke_account_sessions_keeps_the_given_session =>
+        revoke_account_sessions_keeps_the_given_session_sqlite,
+        revoke_account_sessions_keeps_the_given_session_postgres;
+    case_count_sessions_counts_every_session =>
+        count_sessions_counts_every_session_sqlite,
+        count_sessions_counts_every_session_postgres;
+    case_insert_first_signing_key_twice_keeps_the_first =>
+        insert_first_signing_key_twice_keeps_the_first_sqlite,
+        insert_first_signing_key_twice_keeps_the_first_postgres;
+    case_concurrent_first_signing_key_inserts_keep_one =>
+        concurrent_first_signing_key_inserts_keep_one_sqlite,
+        concurrent_first_signing_key_inserts_keep_one_postgres;
+    case_insert_first_signing_key_after_a_rotation_adds_nothing =>
+        insert_first_signing_key_after_a_rotation_adds_nothing_sqlite,
+        insert_first_signing_key_after_a_rotation_adds_nothing_postgres;
+    case_rotate_signing_key_retires_the_previous_key =>
+        rotate_signing_key_retires_the_previous_key_sqlite,
+        rotate_signing_key_retires_the_previous_key_postgres;
+    case_put_setting_then_get_returns_the_latest_value =>
+        put_setting_then_get_returns_the_latest_value_sqlite,
+        put_setting_then_get_returns_the_latest_value_postgres;
+    case_settings_round_trip_any_json_value =>
+        settings_round_trip_any_json_value_sqlite,
+        settings_round_trip_any_json_value_postgres;
+    case_setting_or_insert_keeps_the_first_value =>
+        setting_or_insert_keeps_the_first_value_sqlite,
+        setting_or_insert_keeps_the_first_value_postgres;
+    case_concurrent_setting_or_insert_calls_agree =>
+        concurrent_setting_or_insert_calls_agree_sqlite,
+        concurrent_setting_or_insert_calls_agree_postgres;
+    case_append_audit_round_trips_every_field =>
+        append_audit_round_trips_every_field_sqlite,
+        append_audit_round_trips_every_field_postgres;
+    case_list_audit_filters_by_account =>
+        list_audit_filters_by_account_sqlite,
+        list_audit_filters_by_account_postgres;
+    case_list_audit_filters_by_action =>
+        list_audit_filters_by_action_sqlite,
+        list_audit_filters_by_action_postgres;
+    case_list_audit_filters_by_outcome =>
+        list_audit_filters_by_outcome_sqlite,
+        list_audit_filters_by_outcome_postgres;
+    case_list_audit_filters_by_time_range =>
+        list_audit_filters_by_time_range_sqlite,
+        list_audit_filters_by_time_range_postgres;
+    case_list_audit_pages_newest_first =>
+        list_audit_pages_newest_first_sqlite,
+        list_audit_pages_newest_first_postgres;
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+const T0: i64 = 1_800_000_000_000;
+const SECOND: i64 = 1_000;
+const MINUTE: i64 = 60 * SECOND;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+const SESSION_LIFETIME: i64 = 30 * DAY;
+const TOKEN_LIFETIME: i64 = 7 * DAY;
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+const NEW_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdG5ld3NhbHQ$bmV3aGFzaG5ld2hhc2g";
+
+/// `offset_ms` after a fixed instant.
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+fn page(page: u32, page_size: u32) -> Page {
+    Page { page, page_size }
+}
+
+fn ids(items: impl IntoIterator<Item = Id>) -> BTreeSet<Id> {
+    items.into_iter().collect()
+}
+
+/// 32 arbitrary bytes standing in for a token's SHA-256.
+fn token_hash() -> Vec<u8> {
+    let mut hash = Uuid::new_v4().as_bytes().to_vec();
+    hash.extend_from_slice(Uuid::new_v4().as_bytes());
+    hash
+}
+
+fn audit(action: &str, at: Timestamp) -> AuditEvent {
+    AuditEvent {
+        id: new_id(),
+        at,
+        actor_id: None,
+        action: action.into(),
+        target_id: None,
+        outcome: "success".into(),
+        reason: None,
+        ip: None,
+        user_agent: None,
+        request_id: None,
+        details: json!({}),
+    }
+}
+
+fn account(email: &str, username: Option<&str>, created: Timestamp) -> Account {
+    Account {
+        id: new_id(),
+        email: email.into(),
+        username: username.map(str::to_string),
+        display_name: None,
+        status: AccountStatus::Active,
+        must_change_password: false,
+        roles: Vec::new(),
+        created_at: created,
+        updated_at: created,
+        last_login_at: None,
+    }
+}
+
+async fn create(store: &dyn Store, account: Account, password_hash: Option<&str>) -> Account {
+    let new = NewAccount {
+        account: account.clone(),
+        password_hash: password_hash.map(str::to_string),
+    };
+    store
+        .create_account(&new, &audit("account.create", account.created_at))
+        .await
+        .expect("create account");
+    account
+}
+
+/// An active account `<name>@example.com` with a password.
+async fn seed(store: &dyn Store, name: &str) -> Account {
+    create(
+        store,
+        account(&format!("{name}@example.com"), Some(name), at(0)),
+        Some(HASH),
+    )
+    .await
+}
+
+fn login_commit(account_id: Id, kind: TokenKind, created: Timestamp) -> LoginCommit {
+    LoginCommit {
+        session: Session {
+            id: new_id(),
+            account_id,
+            status: SessionStatus::Active,
+            auth_methods: vec!["pwd".into(), "totp".into()],
+            ip: Some("192.0.2.7".into()),
+            user_agent: Some("conformance/1.0".into()),
+            created_at: created,
+            last_seen_at: created,
+            expires_at: created.plus(ms(SESSION_LIFETIME)),
+            revoked_at: None,
+        },
+        token: NewToken {
+            hash: token_hash(),
+            expires_at: created.plus(ms(TOKEN_LIFETIME)),
+        },
+        token_kind: kind,
+        rehash: None,
+        revoke_others: false,
+        audit: AuditEvent {
+            actor_id: Some(account_id),
+            ..audit("login", created)
+        },
+    }
+}
+
+/// Commits a plain login; returns the session and its token hash.
+async fn login(
+    store: &dyn Store,
+    account_id: Id,
+    kind: TokenKind,
+    created: Timestamp,
+) -> (Session, Vec<u8>) {
+    let commit = login_commit(account_id, kind, created);
+    store.commit_login(&commit).await.expect("commit login");
+    (commit.session, commit.token.hash)
+}
+
+fn ms(millis: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(millis).unwrap())
+}
+
+fn fresh_token(now: Timestamp) -> NewToken {
+    NewToken {
+        hash: token_hash(),
+        expires_at: now.plus(ms(TOKEN_LIFETIME)),
+    }
+}
+
+fn policy(now: Timestamp) -> RefreshPolicy {
+    RefreshPolicy {
+        now,
+        idle_ms: TOKEN_LIFETIME,
+    }
+}
+
+async fn session(store: &dyn Store, id: Id) -> Session {
+    store
+        .session_by_id(id)
+        .await
+        .unwrap()
+        .expect("session exists")
+}
+
+async fn status_of(store: &dyn Store, id: Id) -> SessionStatus {
+    session(store, id).await.status
+}
+
+/// The account with its roles in a canonical order (the port does not promise one).
+fn sorted_roles(mut account: Account) -> Account {
+    account.roles.sort();
+    account
+}
+
+fn signing_key(kid: &str, created: Timestamp) -> SigningKey {
+    SigningKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        private_key: format!("private-{kid}").into_bytes(),
+        public_key: [&[0, 1, 2, 254, 255][..], kid.as_bytes()].concat(),
+        created_at: created,
+        retired_at: None,
+    }
+}
+
+fn event(action: &str, outcome: &str, at: Timestamp) -> AuditEvent {
+    AuditEvent {
+        outcome: outcome.into(),
+        ..audit(action, at)
+    }
+}
+
+async fn audit_items(store: &dyn Store, filter: &AuditFilter) -> (BTreeSet<Id>, u64) {
+    let listed = store.list_audit(filter, page(1, 100)).await.unwrap();
+    (ids(listed.items.iter().map(|e| e.id)), listed.total)
+}
+
+// ---------------------------------------------------------------------------------------
+// Accounts
+// ---------------------------------------------------------------------------------------
+
+async fn case_create_account_round_trips_by_id_email_and_username(store: Arc<dyn Store>) {
+    let mut ann = account("ann@example.com", Some("ann"), at(0));
+    ann.display_name = Some("Ann Example".into());
+    ann.roles = vec!["auditor".into(), "admin".into()];
+    ann.must_change_password = true;
+    create(&*store, ann.clone(), Some(HASH)).await;
+    let bare = create(&*store, account("bare@example.com", None, at(SECOND)), None).await;
+
+    let expected = sorted_roles(ann.clone());
+    let by_id = store.account_by_id(ann.id).await.unwrap().expect("by id");
+    let by_email = store
+        .account_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .expect("by email");
+    let by_username = store
+        .account_by_username("ann")
+        .await
+        .unwrap()
+        .expect("by username");
+    assert_eq!(sorted_roles(by_id), expected);
+    assert_eq!(sorted_roles(by_email), expected);
+    assert_eq!(sorted_roles(by_username), expected);
+    assert_eq!(
+        store.account_by_id(bare.id).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(HASH)
+    );
+    assert_eq!(store.password_hash(bare.id).await.unwrap(), None);
+    assert_eq!(store.count_accounts().await.unwrap(), 2);
+
+    assert_eq!(store.account_by_id(new_id()).await.unwrap(), None);
+    assert_eq!(
+        store.account_by_email("nobody@example.com").await.unwrap(),
+        None
+    );
+    assert_eq!(store.account_by_username("nobody").await.unwrap(), None);
+
+    let filter = AuditFilter {
+        action: Some("account.create".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store.list_audit(&filter, page(1, 10)).await.unwrap().total,
+        2
+    );
+}
+
+async fn case_create_account_with_taken_email_is_conflict(store: Arc<dyn Store>) {
+    seed(&*store, "ann").await;
+    let mut dup = account("ann@example.com", Some("other"), at(SECOND));
+    dup.roles = vec!["admin".into()];
+    let new = NewAccount {
+        account: dup.clone(),
+        password_hash: Some(HASH.into()),
+    };
+
+    let err = store
+        .create_account(&new, &audit("account.create", at(SECOND)))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err, StoreError::Conflict),
+        "expected Conflict, got {err:?}"
+    );
+    assert_eq!(store.count_accounts().await.unwrap(), 1);
+    assert_eq!(store.account_by_username("other").await.unwrap(), None);
+    assert_eq!(store.password_hash(dup.id).await.unwrap(), None);
+    let filter = AuditFilter {
+        action: Some("account.create".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store.list_audit(&filter, page(1, 10)).await.unwrap().total,
+        1,
+        "audit rolled back"
+    );
+}
+
+async fn case_create_account_with_taken_username_is_conflict(store: Arc<dyn Store>) {
+    seed(&*store, "ann").await;
+    let dup = account("someone-else@example.com", Some("ann"), at(SECOND));
+    let new = NewAccount {
+        account: dup.clone(),
+        password_hash: None,
+    };
+
+    let err = store
+        .create_account(&new, &audit("account.create", at(SECOND)))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err, StoreError::Conflict),
+        "expected Conflict, got {err:?}"
+    );
+    assert_eq!(
+        store
+            .account_by_email("someone-else@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.count_accounts().await.unwrap(), 1);
+}
+
+/// Five accounts whose email, username or display name mention "smith" in three of them.
+async fn seed_directory(store: &dyn Store) -> [Account; 5] {
+    let mut ann = account("ann@example.com", Some("ann"), at(0));
+    ann.display_name = Some("Ann Smith".into());
+    let bob = account("bob@example.com", Some("bob"), at(SECOND));
+    let smith = account("smith@example.org", None, at(2 * SECOND));
+    let mut carol = account("carol@example.com", Some("jsmith"), at(3 * SECOND));
+    carol.display_name = Some("Carol".into());
+    let mut dave = account("dave@example.com", Some("dave"), at(4 * SECOND));
+    dave.display_name = Some("Dave".into());
+    let all = [ann, bob, smith, carol, dave];
+    for a in &all {
+        create(store, a.clone(), Some(HASH)).await;
+    }
+    all
+}
+
+async fn case_list_accounts_pages_with_totals(store: Arc<dyn Store>) {
+    let all = seed_directory(&*store).await;
+
+    let mut seen = Vec::new();
+    for (n, expected_len) in [(1, 2), (2, 2), (3, 1), (4, 0)] {
+        let listed = store.list_accounts(None, page(n, 2)).await.unwrap();
+        assert_eq!(listed.total, 5, "page {n}");
+        assert_eq!(listed.items.len(), expected_len, "page {n}");
+        seen.extend(listed.items.iter().map(|a| a.id));
+    }
+
+    assert_eq!(seen.len(), 5, "pages overlap: {seen:?}");
+    assert_eq!(ids(seen), ids(all.iter().map(|a| a.id)));
+}
+
+async fn case_list_accounts_filters_by_email_username_or_display_name(store: Arc<dyn Store>) {
+    let [ann, _bob, smith, carol, _dave] = seed_directory(&*store).await;
+
+    let listed = store
+        .list_accounts(Some("smith"), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 3);
+    assert_eq!(
+        ids(listed.items.iter().map(|a| a.id)),
+        ids([ann.id, smith.id, carol.id])
+    );
+
+    let second = store
+        .list_accounts(Some("smith"), page(2, 2))
+        .await
+        .unwrap();
+    assert_eq!(second.total, 3);
+    assert_eq!(second.items.len(), 1);
+
+    let org = store
+        .list_accounts(Some("example.org"), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(org.total, 1);
+    assert_eq!(
+        org.items.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![smith.id]
+    );
+
+    let none = store
+        .list_accounts(Some("nobody"), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+    assert!(none.items.is_empty());
+}
+
+async fn case_list_accounts_query_treats_wildcards_literally(store: Arc<dyn Store>) {
+    seed_directory(&*store).await;
+    create(
+        &*store,
+        account("under_score@example.com", Some("u_s"), at(9 * SECOND)),
+        None,
+    )
+    .await;
+
+    for wildcard in ["%", "_"] {
+        let listed = store
+            .list_accounts(Some(wildcard), page(1, 10))
+            .await
+            .unwrap();
+        let emails: Vec<&str> = listed.items.iter().map(|a| a.email.as_str()).collect();
+        let expected = if wildcard == "_" {
+            vec!["under_score@example.com"]
+        } else {
+            vec![]
+        };
+        assert_eq!(emails, expected, "query {wildcard:?}");
+        assert_eq!(listed.total, expected.len() as u64, "query {wildcard:?}");
+    }
+}
+
+async fn case_disabling_an_account_revokes_its_active_sessions(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let (s1, _) = login(&*store, ann.id, TokenKind::Refresh, at(SECOND)).await;
+    let (s2, _) = login(&*store, ann.id, TokenKind::Web, at(2 * SECOND)).await;
+    let (s3, _) = login(&*store, ann.id, TokenKind::Refresh, at(3 * SECOND)).await;
+    let (bob_session, _) = login(&*store, bob.id, TokenKind::Refresh, at(3 * SECOND)).await;
+    assert!(
+        store
+            .revoke_session(s3.id, at(4 * SECOND), &audit("logout", at(4 * SECOND)))
+            .await
+            .unwrap()
+    );
+
+    let (disabled, revoked) = store
+        .set_account_status(
+            ann.id,
+            AccountStatus::Disabled,
+            at(5 * SECOND),
+            &audit("account.disable", at(5 * SECOND)),
+        )
+        .await
+        .unwrap()
+        .expect("account exists");
+
+    assert_eq!(disabled.status, AccountStatus::Disabled);
+    assert_eq!(disabled.updated_at, at(5 * SECOND));
+    assert_eq!(ids(revoked), ids([s1.id, s2.id]));
+    for id in [s1.id, s2.id] {
+        let s = session(&*store, id).await;
+        assert_eq!(
+            (s.status, s.revoked_at),
+            (SessionStatus::Revoked, Some(at(5 * SECOND)))
+        );
+    }
+    assert_eq!(
+        session(&*store, s3.id).await.revoked_at,
+        Some(at(4 * SECOND)),
+        "earlier revocation kept"
+    );
+    assert_eq!(
+        status_of(&*store, bob_session.id).await,
+        SessionStatus::Active
+    );
+    let stored = store.account_by_id(ann.id).await.unwrap().expect("account");
+    assert_eq!(stored.status, AccountStatus::Disabled);
+}
+
+async fn case_enabling_an_account_revokes_nothing(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    store
+        .set_account_status(
+            ann.id,
+            AccountStatus::Disabled,
+            at(SECOND),
+            &audit("account.disable", at(SECOND)),
+        )
+        .await
+        .unwrap()
+        .expect("account exists");
+    let (s1, _) = login(&*store, ann.id, TokenKind::Refresh, at(2 * SECOND)).await;
+
+    let (enabled, revoked) = store
+        .set_account_status(
+            ann.id,
+            AccountStatus::Active,
+            at(3 * SECOND),
+            &audit("account.enable", at(3 * SECOND)),
+        )
+        .await
+        .unwrap()
+        .expect("account exists");
+
+    assert_eq!(enabled.status, AccountStatus::Active);
+    assert!(revoked.is_empty(), "{revoked:?}");
+    assert_eq!(status_of(&*store, s1.id).await, SessionStatus::Active);
+    let unknown = store
+        .set_account_status(
+            new_id(),
+            AccountStatus::Disabled,
+            at(4 * SECOND),
+            &audit("account.disable", at(4 * SECOND)),
+        )
+        .await
+        .unwrap();
+    assert!(unknown.is_none());
+}
+
+async fn case_set_must_change_password_toggles_the_flag(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    assert!(!ann.must_change_password);
+
+    let on = store
+        .set_must_change_password(
+            ann.id,
+            true,
+            at(SECOND),
+            &audit("account.update", at(SECOND)),
+        )
+        .await
+        .unwrap()
+        .expect("account exists");
+    assert!(on.must_change_password);
+    assert_eq!(on.updated_at, at(SECOND));
+    assert!(
+        store
+            .account_by_id(ann.id)
+            .await
+            .unwrap()
+            .expect("account")
+            .must_change_password
+    );
+
+    let off = store
+        .set_must_change_password(
+            ann.id,
+            false,
+            at(2 * SECOND),
+            &audit("account.update", at(2 * SECOND)),
+        )
+        .await
+        .unwrap()
+        .expect("account exists");
+    assert!(!off.must_change_password);
+    assert!(
+        !store
+            .account_by_id(ann.id)
+            .await
+            .unwrap()
+            .expect("account")
+            .must_change_password
+    );
+
+    let unknown = store
+        .set_must_change_password(
+            new_id(),
+            true,
+            at(3 * SECOND),
+            &audit("account.update", at(3 * SECOND)),
+        )
+        .await
+        .unwrap();
+    assert!(unknown.is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials
+// ---------------------------------------------------------------------------------------
+
+async fn case_change_password_replaces_hash_and_keeps_one_session(store: Arc<dyn Store>) {
+    let mut ann = account("ann@example.com", Some("ann"), at(0));
+    ann.must_change_password = true;
+    let ann = create(&*store, ann, Some(HASH)).await;
+    let (s1, _) = login(&*store, ann.id, TokenKind::Refresh, at(SECOND)).await;
+    let (s2, _) = login(&*store, ann.id, TokenKind::Web, at(2 * SECOND)).await;
+    let (s3, _) = login(&*store, ann.id, TokenKind::Refresh, at(3 * SECOND)).await;
+
+    let revoked = store
+        .change_password(
+            ann.id,
+            NEW_HASH,
+            Some(s2.id),
+            at(MINUTE),
+            &audit("password.change", at(MINUTE)),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(ids(revoked), ids([s1.id, s3.id]));
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(NEW_HASH)
+    );
+    assert!(
+        !store
+            .account_by_id(ann.id)
+            .await
+            .unwrap()
+            .expect("account")
+            .must_change_password
+    );
+    assert_eq!(status_of(&*store, s2.id).await, SessionStatus::Active);
+    assert_eq!(status_of(&*store, s1.id).await, SessionStatus::Revoked);
+    assert_eq!(status_of(&*store, s3.id).await, SessionStatus::Revoked);
+}
+
+async fn case_change_password_without_keep_revokes_every_session(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let (s1, _) = login(&*store, ann.id, TokenKind::Refresh, at(SECOND)).await;
+    let (s2, _) = login(&*store, ann.id, TokenKind::Web, at(2 * SECOND)).await;
+    let (bob_session, _) = login(&*store, bob.id, TokenKind::Web, at(2 * SECOND)).await;
+
+    let revoked = store
+        .change_password(
+            ann.id,
+            NEW_HASH,
+            None,
+            at(MINUTE),
+            &audit("password.reset", at(MINUTE)),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(ids(revoked), ids([s1.id, s2.id]));
+    assert!(
+        store
+            .active_sessions(ann.id, at(MINUTE))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        status_of(&*store, bob_session.id).await,
+        SessionStatus::Active
+    );
+    assert_eq!(
+        store.password_hash(bob.id).await.unwrap().as_deref(),
+        Some(HASH)
+    );
+}
+
+async fn case_change_password_sets_a_first_password(store: Arc<dyn Store>) {
+    let sso = create(&*store, account("sso@example.com", None, at(0)), None).await;
+    assert_eq!(store.password_hash(sso.id).await.unwrap(), None);
+
+    let revoked = store
+        .change_password(
+            sso.id,
+            NEW_HASH,
+            None,
+            at(SECOND),
+            &audit("password.change", at(SECOND)),
+        )
+        .await
+        .unwrap();
+
+    assert!(revoked.is_empty());
+    assert_eq!(
+        store.password_hash(sso.id).await.unwrap().as_deref(),
+        Some(NEW_HASH)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions and refresh rotation
+// ---------------------------------------------------------------------------------------
+
+async fn case_commit_login_writes_session_token_last_login_and_audit(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let commit = login_commit(ann.id, TokenKind::Refresh, at(MINUTE));
+
+    let revoked = store.commit_login(&commit).await.unwrap();
+
+    assert!(revoked.is_empty());
+    assert_eq!(
+        store.session_by_id(commit.session.id).await.unwrap(),
+        Some(commit.session.clone())
+    );
+    let stored = store.account_by_id(ann.id).await.unwrap().expect("account");
+    assert_eq!(stored.last_login_at, Some(at(MINUTE)));
+    let filter = AuditFilter {
+        action: Some("login".into()),
+        ..AuditFilter::default()
+    };
+    let logged = store.list_audit(&filter, page(1, 10)).await.unwrap();
+    assert_eq!(logged.items, vec![commit.audit.clone()]);
+    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    // The refresh token was stored with the session.
+    let rotation = store
+        .rotate_refresh(
+            &commit.token.hash,
+            &fresh_token(at(2 * MINUTE)),
+            policy(at(2 * MINUTE)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&rotation, Rotation::Rotated(s) if s.id == commit.session.id),
+        "{rotation:?}"
+    );
+}
+
+async fn case_commit_login_with_revoke_others_revokes_older_sessions(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let (s1, _) = login(&*store, ann.id, TokenKind::Refresh, at(SECOND)).await;
+    let (s2, _) = login(&*store, ann.id, TokenKind::Web, at(2 * SECOND)).await;
+    let (bob_session, _) = login(&*store, bob.id, TokenKind::Refresh, at(2 * SECOND)).await;
+    let commit = LoginCommit {
+        revoke_others: true,
+        ..login_commit(ann.id, TokenKind::Refresh, at(3 * SECOND))
+    };
+
+    let revoked = store.commit_login(&commit).await.unwrap();
+
+    assert_eq!(ids(revoked), ids([s1.id, s2.id]));
+    for id in [s1.id, s2.id] {
+        let s = session(&*store, id).await;
+        assert_eq!(
+            (s.status, s.revoked_at),
+            (SessionStatus::Revoked, Some(at(3 * SECOND)))
+        );
+    }
+    let active = store.active_sessions(ann.id, at(4 * SECOND)).await.unwrap();
+    assert_eq!(
+        active.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![commit.session.id]
+    );
+    assert_eq!(
+        status_of(&*store, bob_session.id).await,
+        SessionStatus::Active
+    );
+}
+
+async fn case_commit_login_with_rehash_replaces_the_password_hash(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let commit = LoginCommit {
+        rehash: Some(NEW_HASH.into()),
+        ..login_commit(ann.id, TokenKind::Web, at(SECOND))
+    };
+
+    store.commit_login(&commit).await.unwrap();
+
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(NEW_HASH)
+    );
+}
+
+async fn case_rotate_refresh_spends_old_token_and_stores_new(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (s, t1) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let t2 = fresh_token(at(MINUTE));
+
+    let rotation = store
+        .rotate_refresh(&t1, &t2, policy(at(MINUTE)))
+        .await
+        .unwrap();
+
+    let Rotation::Rotated(rotated) = rotation else {
+        panic!("expected Rotated, got {rotation:?}");
+    };
+    assert_eq!((rotated.id, rotated.account_id), (s.id, ann.id));
+    assert_eq!(rotated.status, SessionStatus::Active);
+    assert_eq!(rotated.last_seen_at, at(MINUTE));
+    assert_eq!(session(&*store, s.id).await.last_seen_at, at(MINUTE));
+    let next = store
+        .rotate_refresh(
+            &t2.hash,
+            &fresh_token(at(2 * MINUTE)),
+            policy(at(2 * MINUTE)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&next, Rotation::Rotated(r) if r.id == s.id),
+        "new token rotates: {next:?}"
+    );
+}
+
+async fn case_rotate_refresh_with_spent_token_is_reuse_and_revokes_session(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (s, t1) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let t2 = fresh_token(at(MINUTE));
+    let first = store
+        .rotate_refresh(&t1, &t2, policy(at(MINUTE)))
+        .await
+        .unwrap();
+    assert!(matches!(first, Rotation::Rotated(_)), "{first:?}");
+    let t3 = fresh_token(at(2 * MINUTE));
+
+    let reuse = store
+        .rotate_refresh(&t1, &t3, policy(at(2 * MINUTE)))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(reuse, Rotation::Reused { session_id, account_id } if session_id == s.id && account_id == ann.id),
+        "{reuse:?}"
+    );
+    assert_eq!(status_of(&*store, s.id).await, SessionStatus::Revoked);
+    let successor = store
+        .rotate_refresh(
+            &t2.hash,
+            &fresh_token(at(3 * MINUTE)),
+            policy(at(3 * MINUTE)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(successor, Rotation::Revoked),
+        "the whole family is revoked: {successor:?}"
+    );
+    let offered = store
+        .rotate_refresh(
+            &t3.hash,
+            &fresh_token(at(3 * MINUTE)),
+            policy(at(3 * MINUTE)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(offered, Rotation::Unknown),
+        "a reuse stores no new token: {offered:?}"
+    );
+}
+
+async fn case_rotate_refresh_with_unknown_or_web_token_is_unknown(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (web, web_token) = login(&*store, ann.id, TokenKind::Web, at(0)).await;
+
+    let unknown = store
+        .rotate_refresh(&token_hash(), &fresh_token(at(MINUTE)), policy(at(MINUTE)))
+        .await
+        .unwrap();
+    let as_refresh = store
+        .rotate_refresh(&web_token, &fresh_token(at(MINUTE)), policy(at(MINUTE)))
+        .await
+        .unwrap();
+
+    assert!(matches!(unknown, Rotation::Unknown), "{unknown:?}");
+    assert!(
+        matches!(as_refresh, Rotation::Unknown),
+        "a web token is no refresh token: {as_refresh:?}"
+    );
+    let still = store
+        .session_by_web_token(&web_token, at(MINUTE))
+        .await
+        .unwrap();
+    assert_eq!(still.map(|s| s.id), Some(web.id));
+}
+
+async fn case_rotate_refresh_after_token_expiry_is_expired(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (s, t1) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let late = at(TOKEN_LIFETIME + 1);
+    let t2 = fresh_token(late);
+
+    let rotation = store.rotate_refresh(&t1, &t2, policy(late)).await.unwrap();
+
+    assert!(matches!(rotation, Rotation::Expired), "{rotation:?}");
+    assert_eq!(
+        status_of(&*store, s.id).await,
+        SessionStatus::Active,
+        "expiry is no reuse"
+    );
+    let offered = store
+        .rotate_refresh(&t2.hash, &fresh_token(late), policy(late))
+        .await
+        .unwrap();
+    assert!(
+        matches!(offered, Rotation::Unknown),
+        "no new token stored: {offered:?}"
+    );
+}
+
+async fn case_rotate_refresh_after_session_expiry_is_expired(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let mut commit = login_commit(ann.id, TokenKind::Refresh, at(0));
+    commit.session.expires_at = at(HOUR);
+    store.commit_login(&commit).await.unwrap();
+    let late = at(HOUR + 1);
+
+    let rotation = store
+        .rotate_refresh(&commit.token.hash, &fresh_token(late), policy(late))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(rotation, Rotation::Expired),
+        "absolute lifetime is over: {rotation:?}"
+    );
+}
+
+async fn case_rotate_refresh_of_revoked_session_is_revoked(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (logged_out, t1) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (_, t2) = login(&*store, ann.id, TokenKind::Refresh, at(SECOND)).await;
+    assert!(
+        store
+            .revoke_session(logged_out.id, at(MINUTE), &audit("logout", at(MINUTE)))
+            .await
+            .unwrap()
+    );
+    store
+        .revoke_account_sessions(ann.id, None, at(MINUTE), &audit("logout.all", at(MINUTE)))
+        .await
+        .unwrap();
+
+    for token in [t1, t2] {
+        let rotation = store
+            .rotate_refresh(&token, &fresh_token(at(HOUR)), policy(at(HOUR)))
+            .await
+            .unwrap();
+        assert!(matches!(rotation, Rotation::Revoked), "{rotation:?}");
+    }
+}
+
+async fn case_concurrent_rotations_of_one_token_have_exactly_one_winner(store: Arc<dyn Store>) {
+    const RACERS: usize = 16;
+    let ann = seed(&*store, "ann").await;
+    let (s, t1) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let start = Arc::new(Barrier::new(RACERS));
+    let mut racers = JoinSet::new();
+    for _ in 0..RACERS {
+        let (store, start, old) = (store.clone(), start.clone(), t1.clone());
+        racers.spawn(async move {
+            start.wait().await;
+            store
+                .rotate_refresh(&old, &fresh_token(at(MINUTE)), policy(at(MINUTE)))
+                .await
+        });
+    }
+
+    let mut rotated = 0;
+    let mut reused = 0;
+    while let Some(joined) = racers.join_next().await {
+        match joined.expect("racer finished").expect("rotation succeeded") {
+            Rotation::Rotated(r) => {
+                assert_eq!(r.id, s.id);
+                rotated += 1;
+            }
+            Rotation::Reused { session_id, .. } => {
+                assert_eq!(session_id, s.id);
+                reused += 1;
+            }
+            Rotation::Revoked => {}
+            other => panic!("unexpected outcome of a racing rotation: {other:?}"),
+        }
+    }
+
+    assert_eq!(rotated, 1, "exactly one racer may rotate the token");
+    if reused > 0 {
+        assert_eq!(
+            status_of(&*store, s.id).await,
+            SessionStatus::Revoked,
+            "a reuse revokes"
+        );
+    }
+}
+
+async fn case_session_by_web_token_finds_only_active_unexpired_web_sessions(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (web, web_token) = login(&*store, ann.id, TokenKind::Web, at(0)).await;
+    let (_, refresh_token) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+
+    let found = store
+        .session_by_web_token(&web_token, at(MINUTE))
+        .await
+        .unwrap();
+    assert_eq!(found, Some(web.clone()));
+    assert_eq!(
+        store
+            .session_by_web_token(&refresh_token, at(MINUTE))
+            .await
+            .unwrap(),
+        None,
+        "wrong kind"
+    );
+    assert_eq!(
+        store
+            .session_by_web_token(&token_hash(), at(MINUTE))
+            .await
+            .unwrap(),
+        None,
+        "unknown"
+    );
+    let late = at(TOKEN_LIFETIME + 1);
+    assert_eq!(
+        store.session_by_web_token(&web_token, late).await.unwrap(),
+        None,
+        "expired token"
+    );
+
+    assert!(
+        store
+            .revoke_session(web.id, at(2 * MINUTE), &audit("logout", at(2 * MINUTE)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .session_by_web_token(&web_token, at(3 * MINUTE))
+            .await
+            .unwrap(),
+        None,
+        "revoked"
+    );
+}
+
+async fn case_touch_session_records_activity_at_most_once_per_gap(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (s, _) = login(&*store, ann.id, TokenKind::Web, at(0)).await;
+
+    store
+        .touch_session(s.id, at(30 * SECOND), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        session(&*store, s.id).await.last_seen_at,
+        at(0),
+        "within the gap"
+    );
+
+    store
+        .touch_session(s.id, at(MINUTE + 1), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(session(&*store, s.id).await.last_seen_at, at(MINUTE + 1));
+}
+
+async fn case_active_sessions_lists_only_active_unexpired_sessions_of_the_account(
+    store: Arc<dyn Store>,
+) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let (long, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (revoked, _) = login(&*store, ann.id, TokenKind::Refresh, at(SECOND)).await;
+    let mut short = login_commit(ann.id, TokenKind::Web, at(2 * SECOND));
+    short.session.expires_at = at(HOUR);
+    store.commit_login(&short).await.unwrap();
+    login(&*store, bob.id, TokenKind::Refresh, at(0)).await;
+    assert!(
+        store
+            .revoke_session(revoked.id, at(MINUTE), &audit("logout", at(MINUTE)))
+            .await
+            .unwrap()
+    );
+
+    let early = store.active_sessions(ann.id, at(2 * MINUTE)).await.unwrap();
+    assert_eq!(
+        ids(early.iter().map(|s| s.id)),
+        ids([long.id, short.session.id])
+    );
+    assert!(
+        early
+            .iter()
+            .all(|s| s.account_id == ann.id && s.status == SessionStatus::Active)
+    );
+
+    let later = store.active_sessions(ann.id, at(2 * HOUR)).await.unwrap();
+    assert_eq!(
+        later.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![long.id]
+    );
+}
+
+async fn case_list_sessions_filters_by_account_and_pages(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let mut anns = Vec::new();
+    for i in 0..3 {
+        anns.push(
+            login(&*store, ann.id, TokenKind::Refresh, at(i * SECOND))
+                .await
+                .0
+                .id,
+        );
+    }
+    for i in 0..2 {
+        login(&*store, bob.id, TokenKind::Web, at(i * SECOND)).await;
+    }
+
+    let everything = store.list_sessions(None, page(1, 10)).await.unwrap();
+    assert_eq!((everything.total, everything.items.len()), (5, 5));
+
+    let first = store.list_sessions(Some(ann.id), page(1, 2)).await.unwrap();
+    let second = store.list_sessions(Some(ann.id), page(2, 2)).await.unwrap();
+    assert_eq!((first.total, first.items.len()), (3, 2));
+    assert_eq!((second.total, second.items.len()), (3, 1));
+    let listed: Vec<Id> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids(listed), ids(anns));
+}
+
+async fn case_revoke_session_returns_true_then_false(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (s, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+
+    assert!(
+        store
+            .revoke_session(s.id, at(MINUTE), &audit("logout", at(MINUTE)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(s.id, at(2 * MINUTE), &audit("logout", at(2 * MINUTE)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(new_id(), at(2 * MINUTE), &audit("logout", at(2 * MINUTE)))
+            .await
+            .unwrap()
+    );
+
+    let stored = session(&*store, s.id).await;
+    assert_eq!(
+        (stored.status, stored.revoked_at),
+        (SessionStatus::Revoked, Some(at(MINUTE)))
+    );
+}
+
+async fn case_revoke_account_sessions_keeps_the_given_session(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let (s1, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (s2, _) = login(&*store, ann.id, TokenKind::Web, at(SECOND)).await;
+    let (s3, _) = login(&*store, ann.id, TokenKind::Refresh, at(2 * SECOND)).await;
+    let (bob_session, _) = login(&*store, bob.id, TokenKind::Refresh, at(0)).await;
+    let all = |t| audit("logout.all", t);
+
+    let revoked = store
+        .revoke_account_sessions(ann.id, Some(s2.id), at(MINUTE), &all(at(MINUTE)))
+        .await
+        .unwrap();
+    assert_eq!(ids(revoked), ids([s1.id, s3.id]));
+    assert_eq!(status_of(&*store, s2.id).await, SessionStatus::Active);
+    assert_eq!(
+        status_of(&*store, bob_session.id).await,
+        SessionStatus::Active
+    );
+
+    let again = store
+        .revoke_account_sessions(ann.id, Some(s2.id), at(2 * MINUTE), &all(at(2 * MINUTE)))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    let rest = store
+        .revoke_account_sessions(ann.id, None, at(3 * MINUTE), &all(at(3 * MINUTE)))
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![s2.id]);
+    assert_eq!(
+        status_of(&*store, bob_session.id).await,
+        SessionStatus::Active
+    );
+}
+
+async fn case_count_sessions_counts_every_session(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+
+    login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    login(&*store, ann.id, TokenKind::Web, at(SECOND)).await;
+    login(&*store, bob.id, TokenKind::Refresh, at(SECOND)).await;
+
+    assert_eq!(store.count_sessions().await.unwrap(), 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing keys
+// ---------------------------------------------------------------------------------------
+
+async fn case_insert_first_signing_key_twice_keeps_the_first(store: Arc<dyn Store>) {
+    let first = signing_key("k1", at(0));
+    store.insert_first_signing_key(&first).await.unwrap();
+    store
+        .insert_first_signing_key(&signing_key("k2", at(SECOND)))
+        .await
+        .unwrap();
+
+    let keys = store.signing_keys().await.unwrap();
+
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let k = &keys[0];
+    assert_eq!((k.kid.as_str(), k.alg.as_str()), ("k1", "EdDSA"));
+    assert_eq!(k.private_key, first.private_key);
+    assert_eq!(k.public_key, first.public_key);
+    assert_eq!((k.created_at, k.retired_at), (at(0), None));
+}
+
+async fn case_concurrent_first_signing_key_inserts_keep_one(store: Arc<dyn Store>) {
+    const RACERS: usize = 8;
+    let start = Arc::new(Barrier::new(RACERS));
+    let mut racers = JoinSet::new();
+    for i in 0..RACERS {
+        let (store, start) = (store.clone(), start.clone());
+        racers.spawn(async move {
+            start.wait().await;
+            store
+                .insert_first_signing_key(&signing_key(&format!("k{i}"), at(0)))
+                .await
+        });
+    }
+    while let Some(joined) = racers.join_next().await {
+        joined.expect("racer finished").expect("insert succeeded");
+    }
+
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}
+
+async fn case_insert_first_signing_key_after_a_rotation_adds_nothing(store: Arc<dyn Store>) {
+    store
+        .rotate_signing_key(&signing_key("rotated", at(0)), at(0))
+        .await
+        .unwrap();
+
+    store
+        .insert_first_signing_key(&signing_key("first", at(SECOND)))
+        .await
+        .unwrap();
+
+    let keys = store.signing_keys().await.unwrap();
+    let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(
+        kids,
+        vec!["rotated"],
+        "a key already existed, so no first key may be added"
+    );
+}
+
+async fn case_rotate_signing_key_retires_the_previous_key(store: Arc<dyn Store>) {
+    store
+        .insert_first_signing_key(&signing_key("k1", at(0)))
+        .await
+        .unwrap();
+    store
+        .rotate_signing_key(&signing_key("k2", at(DAY)), at(DAY))
+        .await
+        .unwrap();
+    store
+        .rotate_signing_key(&signing_key("k3", at(2 * DAY)), at(2 * DAY))
+        .await
+        .unwrap();
+
+    let keys = store.signing_keys().await.unwrap();
+
+    let retired = |kid: &str| keys.iter().find(|k| k.kid == kid).map(|k| k.retired_at);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(retired("k1"), Some(Some(at(DAY))), "first retirement kept");
+    assert_eq!(retired("k2"), Some(Some(at(2 * DAY))));
+    assert_eq!(retired("k3"), Some(None));
+    let k3 = keys.iter().find(|k| k.kid == "k3").expect("k3");
+    assert_eq!(k3.private_key, signing_key("k3", at(0)).private_key);
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------
+
+async fn case_put_setting_then_get_returns_the_latest_value(store: Arc<dyn Store>) {
+    assert_eq!(store.setting("instance").await.unwrap(), None);
+
+    let v1 = json!({"singleSession": true, "name": "Gatehouse"});
+    store.put_setting("instance", &v1, at(0)).await.unwrap();
+    assert_eq!(store.setting("instance").await.unwrap(), Some(v1));
+
+    let v2 = json!({"singleSession": false});
+    store
+        .put_setting("instance", &v2, at(SECOND))
+        .await
+        .unwrap();
+    assert_eq!(store.setting("instance").await.unwrap(), Some(v2));
+    assert_eq!(store.setting("other").await.unwrap(), None);
+}
+
+async fn case_settings_round_trip_any_json_value(store: Arc<dyn Store>) {
+    let values = [
+        json!(null),
+        json!(true),
+        json!(42),
+        json!(-1.5),
+        json!("text with 'quotes' and \"doubles\" and ünïcödé"),
+        json!([1, "two", {"three": [3]}]),
+        json!({"nested": {"deep": [null, false]}}),
+    ];
+    for (i, value) in values.iter().enumerate() {
+        let key = format!("key.{i}");
+        store.put_setting(&key, value, at(0)).await.unwrap();
+        assert_eq!(
+            store.setting(&key).await.unwrap().as_ref(),
+            Some(value),
+            "{key}"
+        );
+    }
+}
+
+async fn case_setting_or_insert_keeps_the_first_value(store: Arc<dyn Store>) {
+    let first = json!({"secret": "aaaa"});
+    let second = json!({"secret": "bbbb"});
+
+    assert_eq!(
+        store
+            .setting_or_insert("server.secret", &first, at(0))
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        store
+            .setting_or_insert("server.secret", &second, at(SECOND))
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(store.setting("server.secret").await.unwrap(), Some(first));
+
+    let put = json!("put");
+    store.put_setting("preset", &put, at(0)).await.unwrap();
+    assert_eq!(
+        store
+            .setting_or_insert("preset", &json!("other"), at(SECOND))
+            .await
+            .unwrap(),
+        put
+    );
+}
+
+async fn case_concurrent_setting_or_insert_calls_agree(store: Arc<dyn Store>) {
+    const RACERS: usize = 8;
+    let start = Arc::new(Barrier::new(RACERS));
+    let mut racers = JoinSet::new();
+    for i in 0..RACERS {
+        let (store, start) = (store.clone(), start.clone());
+        racers.spawn(async move {
+            start.wait().await;
+            store
+                .setting_or_insert("server.secret", &json!(i), at(0))
+                .await
+        });
+    }
+    let mut returned = BTreeSet::new();
+    while let Some(joined) = racers.join_next().await {
+        returned.insert(
+            joined
+                .expect("racer finished")
+                .expect("setting_or_insert succeeded")
+                .to_string(),
+        );
+    }
+
+    assert_eq!(
+        returned.len(),
+        1,
+        "every caller sees the same value: {returned:?}"
+    );
+    let stored = store
+        .setting("server.secret")
+        .await
+        .unwrap()
+        .expect("stored")
+        .to_string();
+    assert_eq!(returned.into_iter().next(), Some(stored));
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit
+// ---------------------------------------------------------------------------------------
+
+async fn case_append_audit_round_trips_every_field(store: Arc<dyn Store>) {
+    let full = AuditEvent {
+        id: new_id(),
+        at: at(1234),
+        actor_id: Some(new_id()),
+        action: "login".into(),
+        target_id: Some(new_id()),
+        outcome: "failure".into(),
+        reason: Some("INVALID_CREDENTIALS".into()),
+        ip: Some("2001:db8::1".into()),
+        user_agent: Some("Mozilla/5.0 (conformance)".into()),
+        request_id: Some("req-42".into()),
+        details: json!({"attempt": 3, "methods": ["pwd"], "note": "ünïcödé"}),
+    };
+    let bare = event("keys.rotate", "success", at(0));
+
+    store
+        .append_audit(&[full.clone(), bare.clone()])
+        .await
+        .unwrap();
+    store.append_audit(&[]).await.unwrap();
+
+    let listed = store
+        .list_audit(&AuditFilter::default(), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 2);
+    assert_eq!(listed.items, vec![full, bare]);
+}
+
+async fn case_list_audit_filters_by_account(store: Arc<dyn Store>) {
+    let x = new_id();
+    let as_actor = AuditEvent {
+        actor_id: Some(x),
+        ..event("session.revoke", "success", at(0))
+    };
+    let as_target = AuditEvent {
+        target_id: Some(x),
+        ..event("account.disable", "success", at(SECOND))
+    };
+    let other = AuditEvent {
+        actor_id: Some(new_id()),
+        target_id: Some(new_id()),
+        ..event("account.disable", "success", at(2 * SECOND))
+    };
+    store
+        .append_audit(&[as_actor.clone(), as_target.clone(), other])
+        .await
+        .unwrap();
+
+    let filter = AuditFilter {
+        account_id: Some(x),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        audit_items(&*store, &filter).await,
+        (ids([as_actor.id, as_target.id]), 2)
+    );
+}
+
+async fn case_list_audit_filters_by_action(store: Arc<dyn Store>) {
+    let l1 = event("login", "success", at(0));
+    let l2 = event("login", "failure", at(SECOND));
+    let other = event("logout", "success", at(2 * SECOND));
+    store
+        .append_audit(&[l1.clone(), l2.clone(), other])
+        .await
+        .unwrap();
+
+    let filter = AuditFilter {
+        action: Some("login".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        audit_items(&*store, &filter).await,
+        (ids([l1.id, l2.id]), 2)
+    );
+    let none = AuditFilter {
+        action: Some("log".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        audit_items(&*store, &none).await,
+        (BTreeSet::new(), 0),
+        "exact match only"
+    );
+}
+
+async fn case_list_audit_filters_by_outcome(store: Arc<dyn Store>) {
+    let ok = event("login", "success", at(0));
+    let failed = event("login", "failure", at(SECOND));
+    let failed_too = event("refresh.reuse", "failure", at(2 * SECOND));
+    store
+        .append_audit(&[ok.clone(), failed.clone(), failed_too.clone()])
+        .await
+        .unwrap();
+
+    let filter = AuditFilter {
+        outcome: Some("failure".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        audit_items(&*store, &filter).await,
+        (ids([failed.id, failed_too.id]), 2)
+    );
+    let both = AuditFilter {
+        action: Some("login".into()),
+        outcome: Some("failure".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(audit_items(&*store, &both).await, (ids([failed.id]), 1));
+}
+
+async fn case_list_audit_filters_by_time_range(store: Arc<dyn Store>) {
+    let events: Vec<AuditEvent> = (0..4)
+        .map(|i| event("login", "success", at(i * SECOND)))
+        .collect();
+    store.append_audit(&events).await.unwrap();
+    let id = |i: usize| events[i].id;
+
+    let window = AuditFilter {
+        from: Some(at(SECOND)),
+        to: Some(at(2500)),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        audit_items(&*store, &window).await,
+        (ids([id(1), id(2)]), 2)
+    );
+    let since = AuditFilter {
+        from: Some(at(2 * SECOND)),
+        ..AuditFilter::default()
+    };
+    assert_eq!(audit_items(&*store, &since).await, (ids([id(2), id(3)]), 2));
+    let until = AuditFilter {
+        to: Some(at(1500)),
+        ..AuditFilter::default()
+    };
+    assert_eq!(audit_items(&*store, &until).await, (ids([id(0), id(1)]), 2));
+}
+
+async fn case_list_audit_pages_newest_first(store: Arc<dyn Store>) {
+    let events: Vec<AuditEvent> = (0..5)
+        .map(|i| event("login", "success", at(i * SECOND)))
+        .collect();
+    store.append_audit(&events).await.unwrap();
+    let id = |i: usize| events[i].id;
+
+    let mut pages = Vec::new();
+    for n in 1..=4 {
+        let listed = store
+            .list_audit(&AuditFilter::default(), page(n, 2))
+            .await
+            .unwrap();
+        assert_eq!(listed.total, 5, "page {n}");
+        pages.push(listed.items.iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+
+    assert_eq!(
+        pages,
+        vec![vec![id(4), id(3)], vec![id(2), id(1)], vec![id(0)], vec![]]
+    );
+}

@@ -1,0 +1,368 @@
+//! Configuration: defaults → TOML file → `GATEHOUSE_*` environment variables (`__` between
+//! sections), one typed struct, validated at start-up with errors that name the key.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use gatehouse_core::config::{
+    CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SessionConfig, redact, secret_opt,
+};
+use gatehouse_domain::Secret;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Everything `gatehouse` reads.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub bind: String,
+    pub public_url: String,
+    pub bootstrap_admin_email: Option<String>,
+    #[serde(serialize_with = "redact", deserialize_with = "secret_opt")]
+    pub bootstrap_admin_password: Option<Secret>,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
+    pub trusted_proxies: Vec<String>,
+    pub max_body_bytes: usize,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub cluster: ClusterConfig,
+    pub log: LogConfig,
+    pub jwt: JwtConfig,
+    pub password: PasswordConfig,
+    pub session: SessionConfig,
+    pub lockout: LockoutConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            bootstrap_admin_email: None,
+            bootstrap_admin_password: None,
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            database: DatabaseConfig::default(),
+            cache: CacheConfig::default(),
+            cluster: ClusterConfig::default(),
+            log: LogConfig::default(),
+            jwt: JwtConfig::default(),
+            password: PasswordConfig::default(),
+            session: SessionConfig::default(),
+            lockout: LockoutConfig::default(),
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` or `postgres://…`. The URL's password is never logged.
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:./data/gatehouse.db".into(),
+            max_connections: 16,
+            acquire_timeout_ms: 3000,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory` or `redis://…`.
+    pub url: String,
+    /// Prefix for every Redis key, so deployments can share one Redis.
+    pub prefix: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory".into(),
+            prefix: "gatehouse:".into(),
+            timeout_ms: 2000,
+        }
+    }
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How many instances share the store; more than one needs a shared (Redis) cache.
+    pub instances: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { instances: 1 }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `gatehouse=debug,info`.
+    pub level: String,
+    /// `json` (default) or `pretty`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "json".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every dotted key the config knows, from its default's shape.
+fn known_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                walk(&key, v, out);
+                out.push(key);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &serde_json::to_value(Config::default()).unwrap_or_default(),
+        &mut out,
+    );
+    out
+}
+
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("GATEHOUSE_")?;
+    Some(rest.to_lowercase().replace("__", "."))
+}
+
+/// Environment variables that start with `GATEHOUSE_` but name no setting (the test
+/// harness's `GATEHOUSE_TEST_*` are not settings and are ignored).
+pub fn unknown_env_vars() -> Vec<String> {
+    let known = known_keys();
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("GATEHOUSE_") && !k.starts_with("GATEHOUSE_TEST_"))
+        .filter(|k| env_key(k).is_none_or(|key| !known.contains(&key)))
+        .collect()
+}
+
+/// Loads from `file` (if given, or `gatehouse.toml` if present) and the environment.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(path) if !path.exists() => {
+            return Err(ConfigError(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        Some(path) => fig = fig.merge(Toml::file_exact(path)),
+        None if Path::new("gatehouse.toml").exists() => {
+            fig = fig.merge(Toml::file_exact("gatehouse.toml"))
+        }
+        None => {}
+    }
+    let known = known_keys();
+    let env = Env::prefixed("GATEHOUSE_")
+        .split("__")
+        .filter(move |k| known.iter().any(|n| n.eq_ignore_ascii_case(k.as_str())));
+    let cfg: Config = fig.merge(env).extract().map_err(|e| {
+        let key = e.path.join(".");
+        let key = if key.is_empty() {
+            "config".to_string()
+        } else {
+            key
+        };
+        ConfigError(format!("invalid configuration at `{key}`: {}", e.kind))
+    })?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+impl Config {
+    /// The core's part.
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig {
+            jwt: self.jwt.clone(),
+            password: self.password.clone(),
+            session: self.session.clone(),
+            lockout: self.lockout.clone(),
+        }
+    }
+
+    /// Checks what types cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad =
+            |k: &str, m: &str| Err(ConfigError(format!("invalid configuration at `{k}`: {m}")));
+        if self.bind.parse::<SocketAddr>().is_err() {
+            return bad("bind", "must be an address like 127.0.0.1:8080");
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return bad("public_url", "must start with http:// or https://");
+        }
+        if gatehouse_store::scheme(&self.database.url).is_none() {
+            return bad(
+                "database.url",
+                "unknown scheme: use sqlite:PATH or postgres://…",
+            );
+        }
+        let memory = self.cache.url.is_empty() || self.cache.url.starts_with("memory");
+        if !memory
+            && !self.cache.url.starts_with("redis://")
+            && !self.cache.url.starts_with("rediss://")
+        {
+            return bad("cache.url", "use memory or redis://…");
+        }
+        if memory && self.cluster.instances > 1 {
+            return bad(
+                "cache.url",
+                "a memory cache is per process; with cluster.instances > 1 lockout, rate limits and revocation would not be shared: use redis://",
+            );
+        }
+        if memory
+            && gatehouse_store::scheme(&self.database.url)
+                == Some(gatehouse_store::Backend::Postgres)
+        {
+            return bad(
+                "cache.url",
+                "PostgreSQL means a shared deployment; a memory cache would not share lockout, rate limits or revocation between instances: use redis://",
+            );
+        }
+        if self.database.max_connections == 0 || self.database.acquire_timeout_ms == 0 {
+            return bad(
+                "database.max_connections",
+                "max_connections and acquire_timeout_ms must be ≥ 1",
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes", "must be at least 1024");
+        }
+        if self.jwt.algorithm == gatehouse_core::config::JwtAlgorithm::HS256
+            && self
+                .jwt
+                .secret
+                .as_ref()
+                .is_none_or(|s| s.expose().len() < 32)
+        {
+            // Start anyway: token endpoints answer JWT_KEY_NOT_CONFIGURED until it is fixed.
+            tracing::warn!(
+                "jwt.algorithm is HS256 but jwt.secret is missing or shorter than 32 bytes"
+            );
+        }
+        if let Err(e) = gatehouse_http::TrustedProxies::parse(&self.trusted_proxies) {
+            return bad("trusted_proxies", &e);
+        }
+        self.core()
+            .validate()
+            .map_err(|(k, m)| ConfigError(format!("invalid configuration at `{k}`: {m}")))
+    }
+
+    /// The database URL without its password, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(&self.database.url)
+    }
+}
+
+/// Replaces a URL's password with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn memory_cache_is_refused_for_a_cluster_or_postgres() {
+        let mut c = Config::default();
+        c.cluster.instances = 3;
+        assert!(c.validate().unwrap_err().0.contains("cache.url"));
+        let mut c = Config::default();
+        c.database.url = "postgres://u:p@h/db".into();
+        assert!(c.validate().unwrap_err().0.contains("cache.url"));
+        c.cache.url = "redis://127.0.0.1".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_an_error() {
+        let mut c = Config::default();
+        c.database.url = "mysql://x".into();
+        assert!(c.validate().unwrap_err().0.contains("database.url"));
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://bob:hunter2@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite:./data/x.db"), "sqlite:./data/x.db");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut c = Config::default();
+        c.bootstrap_admin_password = Some(Secret::new("very-secret-bootstrap"));
+        assert!(!format!("{c:?}").contains("very-secret-bootstrap"));
+    }
+
+    #[test]
+    fn known_keys_cover_sections() {
+        let k = known_keys();
+        assert!(k.contains(&"database.url".to_string()));
+        assert!(k.contains(&"password.argon2_memory_kib".to_string()));
+        assert_eq!(
+            env_key("GATEHOUSE_DATABASE__URL").as_deref(),
+            Some("database.url")
+        );
+    }
+}

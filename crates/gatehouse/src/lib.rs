@@ -1,0 +1,6 @@
+//! The `gatehouse` binary's library half: configuration, telemetry and server wiring, so
+//! integration tests start exactly what `gatehouse serve` starts.
+
+pub mod config;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,268 @@
+//! `gatehouse`: serve, migrate, manage users and keys, check configuration.
+
+use clap::{Parser, Subcommand};
+use gatehouse::config::{self, Config};
+use gatehouse::{server, telemetry};
+use gatehouse_core::RequestMeta;
+use gatehouse_core::admin::CreateUser;
+use gatehouse_domain::Secret;
+use gatehouse_domain::model::AccountStatus;
+use gatehouse_domain::ports::SystemClock;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Self-hosted authentication and identity service"
+)]
+struct Cli {
+    /// TOML config file (default: ./gatehouse.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Listen address, overriding `bind`.
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Manage token-signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Check configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account. The password is read from standard input with --password-stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Give the account the `admin` role.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Require a new password at first sign-in.
+        #[arg(long)]
+        must_change_password: bool,
+    },
+    /// Disable an account (by id, email or username) and revoke its sessions.
+    Disable { user: String },
+    /// Enable an account.
+    Enable { user: String },
+    /// Lift a lockout (needs the shared cache the servers use).
+    Unlock { user: String },
+    /// Set a password, read from standard input; revokes every session.
+    SetPassword { user: String },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// List signing keys.
+    List,
+    /// Make a new signing key current; old tokens stay valid until they expire.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration and print it with secrets redacted.
+    Check,
+}
+
+fn read_password() -> anyhow::Result<Secret> {
+    let mut s = String::new();
+    std::io::stdin().take(8192).read_to_string(&mut s)?;
+    let pw = s.trim_end_matches(['\n', '\r']).to_string();
+    anyhow::ensure!(!pw.is_empty(), "no password on standard input");
+    Ok(Secret::new(pw))
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg: Config = config::load(cli.config.as_deref())?;
+    if let Command::Serve { bind: Some(b) } = &cli.command {
+        cfg.bind = b.clone();
+        cfg.validate()?;
+    }
+    telemetry::init(&cfg.log);
+    for var in config::unknown_env_vars() {
+        tracing::warn!(variable = %var, "unknown GATEHOUSE_ environment variable ignored");
+    }
+    let meta = RequestMeta {
+        request_id: Some("cli".into()),
+        ..RequestMeta::default()
+    };
+    match cli.command {
+        Command::Serve { .. } => server::serve(cfg).await,
+        Command::Migrate => {
+            server::service(&cfg, Arc::new(SystemClock)).await?;
+            println!("migrations applied to {}", cfg.database_url_redacted());
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            println!("{}", toml_like(&cfg)?);
+            println!("configuration OK");
+            Ok(())
+        }
+        Command::Keys { action } => {
+            let svc = server::service(&cfg, Arc::new(SystemClock)).await?;
+            if let KeysAction::Rotate = action {
+                let kid = svc.keys.rotate(svc.store.as_ref(), svc.now()).await?;
+                println!(
+                    "new signing key {kid}; instances pick it up within {} s",
+                    cfg.jwt.key_refresh_seconds
+                );
+            }
+            for k in svc.store.signing_keys().await? {
+                let state = if k.retired_at.is_some() {
+                    "retired"
+                } else {
+                    "current"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    k.kid,
+                    k.alg,
+                    k.created_at.to_rfc3339(),
+                    state
+                );
+            }
+            Ok(())
+        }
+        Command::User { action } => {
+            let svc = server::service(&cfg, Arc::new(SystemClock)).await?;
+            match action {
+                UserAction::Create {
+                    email,
+                    username,
+                    display_name,
+                    admin,
+                    password_stdin,
+                    must_change_password,
+                } => {
+                    let password = if password_stdin {
+                        Some(read_password()?)
+                    } else {
+                        None
+                    };
+                    let input = CreateUser {
+                        email,
+                        username,
+                        display_name,
+                        password,
+                        must_change_password: Some(must_change_password),
+                        roles: if admin {
+                            vec!["admin".into()]
+                        } else {
+                            vec!["user".into()]
+                        },
+                    };
+                    let a = svc
+                        .create_user(None, input, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("created {} ({})", a.email, a.id);
+                }
+                UserAction::Disable { user } => {
+                    let a = svc.find_user(&user).await.map_err(describe)?;
+                    svc.set_user_status(None, a.id, AccountStatus::Disabled, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("disabled {}", a.email);
+                }
+                UserAction::Enable { user } => {
+                    let a = svc.find_user(&user).await.map_err(describe)?;
+                    svc.set_user_status(None, a.id, AccountStatus::Active, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("enabled {}", a.email);
+                }
+                UserAction::Unlock { user } => {
+                    let a = svc.find_user(&user).await.map_err(describe)?;
+                    svc.unlock_user(None, a.id, &meta).await.map_err(describe)?;
+                    if svc.cache.backend() == "memory" {
+                        println!(
+                            "note: the memory cache is per process; a running server keeps its own lockouts (use the admin API)"
+                        );
+                    }
+                    println!("unlocked {}", a.email);
+                }
+                UserAction::SetPassword { user } => {
+                    let a = svc.find_user(&user).await.map_err(describe)?;
+                    svc.set_user_password(None, a.id, &read_password()?, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("password set for {}; its sessions were revoked", a.email);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Field errors in CLI form.
+fn describe(e: gatehouse_domain::AppError) -> anyhow::Error {
+    let fields: Vec<String> = e
+        .fields
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.code))
+        .collect();
+    if fields.is_empty() {
+        anyhow::anyhow!("{}", e.code.message(gatehouse_domain::Locale::En))
+    } else {
+        anyhow::anyhow!(
+            "{} ({})",
+            e.code.message(gatehouse_domain::Locale::En),
+            fields.join(", ")
+        )
+    }
+}
+
+fn toml_like(cfg: &Config) -> anyhow::Result<String> {
+    let mut redacted = cfg.clone();
+    redacted.database.url = cfg.database_url_redacted();
+    redacted.cache.url = config::redact_url(&cfg.cache.url);
+    Ok(serde_json::to_string_pretty(&redacted)?)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Wiring: config → store, cache, service → router → listener.
+
+use crate::config::Config;
+use gatehouse_cache::RedisOptions;
+use gatehouse_core::Service;
+use gatehouse_domain::ports::{Clock, SystemClock};
+use gatehouse_http::{AppState, HttpConfig, TrustedProxies};
+use gatehouse_store::PoolOptions;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Opens store and cache and builds the service (no listener).
+pub async fn service(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
+    let pool = PoolOptions {
+        max_connections: cfg.database.max_connections,
+        acquire_timeout: Duration::from_millis(cfg.database.acquire_timeout_ms),
+    };
+    let store = gatehouse_store::connect(&cfg.database.url, &pool)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot open database {}: {e}", cfg.database_url_redacted())
+        })?;
+    let redis = RedisOptions {
+        prefix: cfg.cache.prefix.clone(),
+        timeout: Duration::from_millis(cfg.cache.timeout_ms),
+    };
+    let cache = gatehouse_cache::connect(&cfg.cache.url, redis, clock.clone())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open cache {}: {e}",
+                crate::config::redact_url(&cfg.cache.url)
+            )
+        })?;
+    let svc = Service::new(store, cache, clock, cfg.core())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+    Ok(Arc::new(svc))
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub svc: Arc<Service>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts serving on `cfg.bind` (port 0 picks a free port) in the background.
+pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let svc = service(cfg, clock).await?;
+    bootstrap(cfg, &svc).await?;
+    svc.spawn_key_refresh();
+    let http = HttpConfig {
+        public_url: cfg.public_url.clone(),
+        trusted_proxies: TrustedProxies::parse(&cfg.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!(e))?,
+        max_body_bytes: cfg.max_body_bytes,
+    };
+    let app = gatehouse_http::app(AppState {
+        svc: svc.clone(),
+        http: Arc::new(http),
+    });
+    let listener = TcpListener::bind(&cfg.bind).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %cfg.database_url_redacted(), store = svc.store.backend(), cache = svc.cache.backend(), "gatehouse listening");
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    });
+    Ok(Running { addr, svc, task })
+}
+
+/// `gatehouse serve`: start and run until SIGINT/SIGTERM.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let running = start(&cfg, Arc::new(SystemClock)).await?;
+    running.task.await??;
+    tracing::info!("gatehouse stopped");
+    Ok(())
+}
+
+async fn bootstrap(cfg: &Config, svc: &Service) -> anyhow::Result<()> {
+    match (&cfg.bootstrap_admin_email, &cfg.bootstrap_admin_password) {
+        (Some(email), Some(password)) => {
+            if svc
+                .bootstrap_admin(email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))?
+            {
+                tracing::info!(email = %email, "created the first admin account");
+            }
+        }
+        _ => {
+            let n = svc
+                .store
+                .count_accounts()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if n == 0 {
+                tracing::warn!(
+                    "no accounts yet: set GATEHOUSE_BOOTSTRAP_ADMIN_EMAIL and GATEHOUSE_BOOTSTRAP_ADMIN_PASSWORD and restart, \
+                     or run `echo 'a-strong-password' | gatehouse user create --email you@example.com --admin --password-stdin`"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
