@@ -50,7 +50,7 @@ impl MemoryCache {
     fn insert(&self, map: &mut Map, key: &str, value: Vec<u8>, ttl: Duration, now: Timestamp) {
         map.writes += 1;
         // Sweep now and then so expired keys do not pile up.
-        if map.writes % 4096 == 0 {
+        if map.writes.is_multiple_of(4096) {
             map.entries.retain(|_, e| e.expires > now);
         }
         map.entries.insert(

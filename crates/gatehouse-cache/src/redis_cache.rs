@@ -115,6 +115,9 @@ impl Cache for RedisCache {
     }
 
     async fn exists_any(&self, keys: &[&str]) -> CacheResult<bool> {
+        if keys.is_empty() {
+            return Ok(false);
+        }
         let mut cmd = redis::cmd("EXISTS");
         for k in keys {
             cmd.arg(self.key(k));

@@ -190,7 +190,7 @@ pub fn check_policy(
         if pw.chars().count() < cfg.min_length {
             errors.push(FieldError::new(field, "too_short"));
         }
-        let rules: [(bool, fn(char) -> bool, &'static str); 4] = [
+        let rules: [Rule; 4] = [
             (
                 cfg.require_uppercase,
                 char::is_uppercase,
@@ -233,6 +233,9 @@ pub fn check_policy(
         })
     }
 }
+
+/// A character-class rule: on?, the test, the field error code.
+type Rule = (bool, fn(char) -> bool, &'static str);
 
 /// The most common passwords that still pass the length rule.
 const COMMON_PASSWORDS: &[&str] = &[

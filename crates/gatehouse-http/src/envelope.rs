@@ -113,3 +113,35 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
     ))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_envelope_without_the_panic_text() {
+        async fn boom() -> &'static str {
+            panic!("internal detail 42")
+        }
+        let app = axum::Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_response,
+            ));
+        let res = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "INTERNAL_ERROR");
+        assert_eq!(v["success"], false);
+        assert!(!String::from_utf8_lossy(&body).contains("internal detail"));
+    }
+}

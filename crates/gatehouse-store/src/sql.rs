@@ -611,6 +611,15 @@ macro_rules! sql_store {
 
             async fn rotate_signing_key(&self, key: &SigningKey, now: Timestamp) -> StoreResult<()> {
                 let mut tx = self.w().begin().await.map_err(crate::map_err)?;
+                // Mark the store initialized too, so a racing first start adds no second key.
+                sqlx::query(
+                    "INSERT INTO instance_setting (key, value, updated_at) VALUES ('signing_key.initialized', 'true', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::map_err)?;
                 sqlx::query("UPDATE signing_key SET retired_at = $1 WHERE retired_at IS NULL")
                     .bind(now.millis())
                     .execute(&mut *tx)

@@ -88,7 +88,8 @@ fn postgres_url() -> Option<String> {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
             "CI=true but GATEHOUSE_TEST_DATABASE_URL is not set: the PostgreSQL store \
-             conformance tests are mandatory in CI (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+             conformance tests are mandatory in CI \
+             (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
         ),
         _ => None,
     }
@@ -1050,7 +1051,11 @@ async fn case_rotate_refresh_with_spent_token_is_reuse_and_revokes_session(store
         .unwrap();
 
     assert!(
-        matches!(reuse, Rotation::Reused { session_id, account_id } if session_id == s.id && account_id == ann.id),
+        matches!(
+            reuse,
+            Rotation::Reused { session_id, account_id }
+                if session_id == s.id && account_id == ann.id
+        ),
         "{reuse:?}"
     );
     assert_eq!(status_of(&*store, s.id).await, SessionStatus::Revoked);

@@ -350,8 +350,10 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let mut c = Config::default();
-        c.bootstrap_admin_password = Some(Secret::new("very-secret-bootstrap"));
+        let c = Config {
+            bootstrap_admin_password: Some(Secret::new("very-secret-bootstrap")),
+            ..Config::default()
+        };
         assert!(!format!("{c:?}").contains("very-secret-bootstrap"));
     }
 

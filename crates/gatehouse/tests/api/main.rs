@@ -1,0 +1,15 @@
+//! Integration tests: the real server over HTTP, on SQLite + memory and, when the test URLs
+//! are set, on PostgreSQL + Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod helpers;
+
+mod admin;
+mod browser;
+mod cli;
+mod errors;
+mod login;
+mod openapi;
+mod pages;
+mod secrets;
+mod tokens;
