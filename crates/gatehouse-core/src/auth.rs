@@ -410,7 +410,10 @@ impl Service {
     /// Checks an access token: signature, lifetime, then the shared denylist and session
     /// revocation marks (one cache round trip).
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AppError> {
-        let claims = self.keys.verify(token, self.now())?;
+        let claims = self
+            .keys
+            .verify_or_reload(self.store.as_ref(), token, self.now())
+            .await?;
         let deny = format!("deny:{}", claims.jti);
         let srev = format!("srev:{}", claims.sid);
         if self

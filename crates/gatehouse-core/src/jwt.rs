@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Claims of an access token (DESIGN.md §3).
@@ -69,6 +70,8 @@ struct KeySet {
 pub struct Keyring {
     cfg: JwtConfig,
     set: Arc<RwLock<Arc<KeySet>>>,
+    /// When an unknown `kid` last forced a reload (ms), so junk tokens cannot hammer the store.
+    last_forced: Arc<AtomicI64>,
 }
 
 /// Seconds a token may be early (`nbf`) or late (`exp`) to absorb clock skew between hosts.
@@ -80,7 +83,42 @@ impl Keyring {
         Self {
             cfg,
             set: Arc::new(RwLock::new(Arc::new(KeySet::default()))),
+            last_forced: Arc::new(AtomicI64::new(i64::MIN)),
         }
+    }
+
+    /// Verifies; if the token names a key this instance has not loaded yet (another
+    /// instance rotated), reloads from the store first, at most once a second.
+    pub async fn verify_or_reload(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Claims, AppError> {
+        match self.verify(token, now) {
+            Err(e) if e.code == Code::TOKEN_INVALID && self.names_unknown_kid(token) => {
+                let last = self.last_forced.load(Ordering::Relaxed);
+                if now.millis().saturating_sub(last) < 1000
+                    || self
+                        .last_forced
+                        .compare_exchange(last, now.millis(), Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                {
+                    return Err(e);
+                }
+                self.load(store, now).await?;
+                self.verify(token, now)
+            }
+            other => other,
+        }
+    }
+
+    fn names_unknown_kid(&self, token: &str) -> bool {
+        let header = token.split('.').next().and_then(b64url_decode);
+        let kid = header
+            .and_then(|h| serde_json::from_slice::<Header>(&h).ok())
+            .and_then(|h| h.kid);
+        kid.is_some_and(|k| k.len() <= 64 && !self.current().verifiers.contains_key(&k))
     }
 
     /// Creates the first EdDSA key if the store has none (safe when instances race).

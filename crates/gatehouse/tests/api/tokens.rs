@@ -490,6 +490,47 @@ async fn rotated_signing_key_signs_new_tokens_and_old_ones_stay_valid(b: Backend
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
 
+async fn a_key_rotated_by_another_instance_is_picked_up_on_first_sight(b: Backend) {
+    let app = spawn_app(b).await;
+    app.user("peer@example.com").await;
+    // A second instance on the same store rotates the key and signs with the new one.
+    let peer = gatehouse::server::service(&app.config, app.clock.clone())
+        .await
+        .unwrap();
+    let new_kid = peer
+        .keys
+        .rotate(peer.store.as_ref(), app.now())
+        .await
+        .unwrap();
+    let secret = gatehouse_domain::Secret::new(PASSWORD);
+    let outcome = peer
+        .login(
+            "peer@example.com",
+            &secret,
+            gatehouse_domain::model::TokenKind::Refresh,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let gatehouse_core::auth::LoginOutcome::Done(issued) = outcome else {
+        panic!("expected tokens")
+    };
+    let token = issued.access_token.unwrap().expose().to_string();
+    assert_ne!(
+        app.svc.keys.signing_kid().unwrap(),
+        new_kid,
+        "this instance has not reloaded yet"
+    );
+    app.get_auth("/api/v1/auth/me", &token)
+        .await
+        .expect(200, "OK");
+    assert_eq!(
+        app.svc.keys.signing_kid().unwrap(),
+        new_kid,
+        "and now it signs with the new key"
+    );
+}
+
 async fn disabling_an_account_refuses_its_tokens_at_once(b: Backend) {
     let app = spawn_app(b).await;
     let a = app.user("dis@example.com").await;
@@ -529,4 +570,5 @@ backend_tests!(
     hs256_with_a_secret_issues_verifiable_tokens,
     rotated_signing_key_signs_new_tokens_and_old_ones_stay_valid,
     disabling_an_account_refuses_its_tokens_at_once,
+    a_key_rotated_by_another_instance_is_picked_up_on_first_sight,
 );
