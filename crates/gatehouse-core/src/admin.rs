@@ -325,3 +325,63 @@ impl Service {
         self.mark_sessions_revoked(&revoked).await
     }
 }
+
+/// A partial update of [`InstanceSettings`]: absent fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsPatch {
+    pub allow_password_login: Option<bool>,
+    pub allow_registration: Option<bool>,
+    pub mfa_policy: Option<String>,
+    pub single_session: Option<bool>,
+}
+
+/// The values `mfaPolicy` takes.
+pub const MFA_POLICIES: &[&str] = &["off", "optional", "required"];
+
+impl Service {
+    /// Applies `patch` to the instance settings and returns the result. An unknown
+    /// `mfaPolicy` is a validation error.
+    pub async fn update_settings(
+        &self,
+        actor: Option<Id>,
+        patch: SettingsPatch,
+        meta: &RequestMeta,
+    ) -> Result<InstanceSettings, AppError> {
+        if let Some(p) = &patch.mfa_policy
+            && !MFA_POLICIES.contains(&p.as_str())
+        {
+            return Err(AppError::validation(vec![FieldError::new(
+                "mfaPolicy",
+                "invalid",
+            )]));
+        }
+        let mut s = self.instance_settings().await?;
+        let before = s.clone();
+        if let Some(v) = patch.allow_password_login {
+            s.allow_password_login = v;
+        }
+        if let Some(v) = patch.allow_registration {
+            s.allow_registration = v;
+        }
+        if let Some(v) = patch.mfa_policy {
+            s.mfa_policy = v;
+        }
+        if let Some(v) = patch.single_session {
+            s.single_session = v;
+        }
+        let value =
+            serde_json::to_value(&s).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+        let now = self.now();
+        self.store
+            .put_setting(SETTINGS_KEY, &value, now)
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            event(meta, now, "admin.settings.update", "success")
+                .actor(actor)
+                .details(serde_json::json!({ "before": before, "after": s })),
+        )
+        .await;
+        Ok(s)
+    }
+}

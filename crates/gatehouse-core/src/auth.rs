@@ -28,6 +28,8 @@ pub struct Issued {
     /// The refresh token (API) or web-session token (pages).
     pub token: Secret,
     pub token_expires_in: u64,
+    /// A new trusted-device cookie value ("trust this browser"), with its lifetime.
+    pub trusted_device: Option<(Secret, u64)>,
 }
 
 /// A step still owed before tokens are issued.
@@ -48,25 +50,54 @@ pub enum LoginOutcome {
 }
 
 #[derive(Serialize, Deserialize)]
-struct ChallengeState {
-    account_id: Id,
-    step: String,
-    kind: String,
-    methods: Vec<String>,
+pub(crate) struct ChallengeState {
+    pub(crate) account_id: Id,
+    pub(crate) step: String,
+    pub(crate) kind: String,
+    pub(crate) methods: Vec<String>,
+    /// This browser holds a trusted-device cookie, so TOTP is not asked.
+    #[serde(default)]
+    pub(crate) trusted: bool,
 }
 
-const STEP_CHANGE_PASSWORD: &str = "change_password";
+impl ChallengeState {
+    /// The token kind the sign-in will end in.
+    pub(crate) fn token_kind(&self) -> TokenKind {
+        if self.kind == TokenKind::Web.as_str() {
+            TokenKind::Web
+        } else {
+            TokenKind::Refresh
+        }
+    }
+}
+
+pub(crate) const STEP_CHANGE_PASSWORD: &str = "change_password";
 const LONGEST_LOGIN_PASSWORD: usize = 1024;
 
 impl Service {
     /// Checks, in order: lockout → credentials → account status → owed steps; then issues
     /// a session. Unknown users, wrong passwords and disabled accounts with a wrong
     /// password all fail the same way, at the same cost.
-    #[tracing::instrument(skip_all, fields(account_id))]
     pub async fn login(
         &self,
         identifier: &str,
         password: &Secret,
+        kind: TokenKind,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, AppError> {
+        let opts = crate::mfa::LoginOptions::default();
+        self.login_with(identifier, password, &opts, kind, meta)
+            .await
+    }
+
+    /// [`Service::login`] with a TOTP code, "trust this browser" and the browser's
+    /// trusted-device cookie.
+    #[tracing::instrument(skip_all, fields(account_id))]
+    pub async fn login_with(
+        &self,
+        identifier: &str,
+        password: &Secret,
+        opts: &crate::mfa::LoginOptions,
         kind: TokenKind,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, AppError> {
@@ -90,6 +121,7 @@ impl Service {
             }
             return Err(e);
         }
+        crate::ratelimit::check_identifier(self, &key).await?;
         let account = match &ident {
             Identifier::Email(e) => self.store.account_by_email(e.as_str()).await,
             Identifier::Username(u) => self.store.account_by_username(u.as_str()).await,
@@ -114,6 +146,7 @@ impl Service {
                 )
                 .await;
                 if locked {
+                    self.metrics.inc("gatehouse_lockouts_total", &[]);
                     self.audit(
                         event(meta, now, "account.locked", "success")
                             .target(target)
@@ -125,7 +158,6 @@ impl Service {
             }
         };
         tracing::Span::current().record("account_id", tracing::field::display(account.id));
-        lockout::reset(self.cache.as_ref(), &key).await?;
         if account.status != AccountStatus::Active {
             self.audit(
                 event(meta, now, "login", "failure")
@@ -135,28 +167,21 @@ impl Service {
             .await;
             return Err(Code::ACCOUNT_DISABLED.into());
         }
-        let methods = vec!["pwd".to_string()];
-        if account.must_change_password {
-            return self
-                .open_challenge(account, STEP_CHANGE_PASSWORD, kind, methods)
-                .await
-                .map(LoginOutcome::Step);
-        }
         let rehash = match verified {
             Verified::YesRehashed(h) => Some(h),
             _ => None,
         };
-        self.issue(account, methods, kind, rehash, meta)
+        self.after_password(account, &key, kind, rehash, opts, meta)
             .await
-            .map(LoginOutcome::Done)
     }
 
-    async fn open_challenge(
+    pub(crate) async fn open_challenge(
         &self,
         account: Account,
         step: &'static str,
         kind: TokenKind,
         methods: Vec<String>,
+        trusted: bool,
     ) -> Result<Challenge, AppError> {
         let token = opaque_token()?;
         let state = ChallengeState {
@@ -164,6 +189,7 @@ impl Service {
             step: step.to_string(),
             kind: kind.as_str().to_string(),
             methods,
+            trusted,
         };
         let bytes =
             serde_json::to_vec(&state).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
@@ -179,13 +205,13 @@ impl Service {
         Ok(Challenge {
             token: Secret::new(token),
             step,
-            code: Code::AUTH_PASSWORD_CHANGE_REQUIRED,
+            code: crate::mfa::step_code(step),
             expires_in: ttl,
             account,
         })
     }
 
-    async fn load_challenge(
+    pub(crate) async fn load_challenge(
         &self,
         token: &str,
         step: &str,
@@ -246,17 +272,13 @@ impl Service {
             .map_err(store_err)?;
         self.mark_sessions_revoked(&revoked).await?;
         let account = self.active_account(account.id).await?;
-        let kind = if state.kind == TokenKind::Web.as_str() {
-            TokenKind::Web
-        } else {
-            TokenKind::Refresh
-        };
-        self.issue(account, state.methods, kind, None, meta)
+        // The new password revoked every trusted device, this browser's too.
+        let kind = state.token_kind();
+        self.advance(account, state.methods, kind, false, None, meta)
             .await
-            .map(LoginOutcome::Done)
     }
 
-    async fn active_account(&self, id: Id) -> Result<Account, AppError> {
+    pub(crate) async fn active_account(&self, id: Id) -> Result<Account, AppError> {
         let account = self
             .store
             .account_by_id(id)
@@ -270,7 +292,7 @@ impl Service {
     }
 
     /// Creates the session and its token in one transaction, then signs an access token.
-    async fn issue(
+    pub(crate) async fn issue(
         &self,
         account: Account,
         methods: Vec<String>,
@@ -321,6 +343,7 @@ impl Service {
             expires_in: self.cfg.jwt.access_ttl_seconds,
             token: Secret::new(token),
             token_expires_in: s.refresh_idle_seconds,
+            trusted_device: None,
         })
     }
 
@@ -385,6 +408,7 @@ impl Service {
                         .until(session.expires_at)
                         .as_secs()
                         .min(s.refresh_idle_seconds),
+                    trusted_device: None,
                 })
             }
             Rotation::Reused {

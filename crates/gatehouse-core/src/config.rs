@@ -86,6 +86,8 @@ pub struct SessionConfig {
     pub challenge_ttl_seconds: u64,
     /// Accounts created by an admin must change their password at first login.
     pub admin_created_must_change_password: bool,
+    /// How long "trust this browser" skips the TOTP step.
+    pub trusted_device_days: u64,
 }
 
 impl Default for SessionConfig {
@@ -95,6 +97,7 @@ impl Default for SessionConfig {
             refresh_absolute_seconds: 30 * 24 * 3600,
             challenge_ttl_seconds: 300,
             admin_created_must_change_password: true,
+            trusted_device_days: 90,
         }
     }
 }
@@ -120,13 +123,41 @@ impl Default for LockoutConfig {
     }
 }
 
+/// Audit trail retention (`[audit]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Events older than this are deleted; 0 keeps them forever.
+    pub retention_days: u64,
+    /// How often each instance prunes.
+    pub prune_interval_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 365, prune_interval_seconds: 3600 }
+    }
+}
+
+/// Server-side secrets (`[secrets]`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Base64 of 32 random bytes; encrypts TOTP secrets at rest (and signs device cookies).
+    #[serde(serialize_with = "redact", deserialize_with = "secret_opt")]
+    pub encryption_key: Option<Secret>,
+}
+
 /// Everything the core needs.
 #[derive(Clone, Debug, Default)]
 pub struct CoreConfig {
+    pub secrets: SecretsConfig,
     pub jwt: JwtConfig,
     pub password: PasswordConfig,
     pub session: SessionConfig,
     pub lockout: LockoutConfig,
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
+    pub audit: AuditConfig,
 }
 
 impl CoreConfig {
@@ -168,6 +199,17 @@ impl CoreConfig {
         if s.challenge_ttl_seconds < 30 {
             return bad("session.challenge_ttl_seconds", "must be ≥ 30");
         }
+        if s.trusted_device_days == 0 || s.trusted_device_days > 3650 {
+            return bad("session.trusted_device_days", "must be between 1 and 3650");
+        }
+        if let Some(k) = &self.secrets.encryption_key
+            && crate::totp::parse_key(k.expose()).is_none()
+        {
+            return bad(
+                "secrets.encryption_key",
+                "must be the base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)",
+            );
+        }
         if self.lockout.enabled
             && (self.lockout.max_failures == 0 || self.lockout.duration_seconds == 0)
         {
@@ -175,6 +217,9 @@ impl CoreConfig {
                 "lockout.max_failures",
                 "max_failures and duration_seconds must be ≥ 1",
             );
+        }
+        if self.audit.prune_interval_seconds == 0 {
+            return bad("audit.prune_interval_seconds", "must be ≥ 1");
         }
         Ok(())
     }

@@ -8,8 +8,12 @@ pub mod config;
 pub mod csrf;
 pub mod jwt;
 pub mod lockout;
+pub mod metrics;
+pub mod mfa;
 pub mod password;
+pub mod ratelimit;
 pub mod service;
 pub mod tokens;
+pub mod totp;
 
 pub use service::{Principal, RequestMeta, Service};

@@ -5,7 +5,8 @@ use crate::config::PasswordConfig;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use gatehouse_domain::{AppError, Code, FieldError, Secret};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
@@ -37,6 +38,7 @@ struct Inner {
     waiting: AtomicUsize,
     max_queue: usize,
     dummy: String,
+    wait: crate::metrics::Histogram,
 }
 
 impl Hasher {
@@ -64,6 +66,7 @@ impl Hasher {
                 waiting: AtomicUsize::new(0),
                 max_queue: cfg.max_queue,
                 dummy,
+                wait: Default::default(),
             }),
         })
     }
@@ -93,6 +96,11 @@ impl Hasher {
         Ok(if known { result } else { Verified::No })
     }
 
+    /// How long hashes waited for a slot (exported as a metric).
+    pub fn wait_histogram(&self) -> &crate::metrics::Histogram {
+        &self.inner.wait
+    }
+
     /// Hashing tasks waiting for a slot (exported as a metric).
     pub fn queue_depth(&self) -> usize {
         self.inner.waiting.load(Ordering::Relaxed)
@@ -107,8 +115,10 @@ impl Hasher {
             inner.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(AppError::new(Code::SERVICE_UNAVAILABLE).retry_after(1));
         }
+        let queued = std::time::Instant::now();
         let permit = inner.slots.acquire().await;
         inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        inner.wait.observe(queued.elapsed());
         let _permit = permit.map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(job))
@@ -214,7 +224,7 @@ pub fn check_policy(
             }
         }
         let lower = pw.to_lowercase();
-        if COMMON_PASSWORDS.contains(&lower.as_str()) {
+        if COMMON_PASSWORDS.contains(lower.as_str()) {
             errors.push(FieldError::new(field, "common_password"));
         }
         if identifiers
@@ -237,55 +247,9 @@ pub fn check_policy(
 /// A character-class rule: on?, the test, the field error code.
 type Rule = (bool, fn(char) -> bool, &'static str);
 
-/// The most common passwords that still pass the length rule.
-const COMMON_PASSWORDS: &[&str] = &[
-    "password",
-    "password1",
-    "password123",
-    "12345678",
-    "123456789",
-    "1234567890",
-    "qwerty123",
-    "qwertyuiop",
-    "iloveyou",
-    "11111111",
-    "00000000",
-    "abc12345",
-    "abcd1234",
-    "1q2w3e4r",
-    "1qaz2wsx",
-    "sunshine",
-    "princess",
-    "football",
-    "baseball",
-    "welcome1",
-    "letmein1",
-    "passw0rd",
-    "p@ssw0rd",
-    "p@ssword",
-    "admin123",
-    "administrator",
-    "changeme",
-    "trustno1",
-    "superman",
-    "starwars",
-    "whatever",
-    "zaq12wsx",
-    "q1w2e3r4",
-    "asdfghjkl",
-    "qwertyui",
-    "87654321",
-    "12341234",
-    "aa123456",
-    "password!",
-    "welcome123",
-    "monkey123",
-    "dragon123",
-    "master123",
-    "qwerty12",
-    "1234qwer",
-    "gatehouse",
-];
+/// 30,000 most common passwords (see `data/README.md` for their origin), lowercased.
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
 
 #[cfg(test)]
 mod tests {
@@ -414,6 +378,17 @@ mod tests {
         let huge = Secret::new("a".repeat(1_000_000));
         let err = check_policy(&cfg, &huge, "p", &[]).unwrap_err();
         assert_eq!(err.fields[0].code, "too_long");
+    }
+
+    #[test]
+    fn blocklist_is_large_and_case_insensitive() {
+        assert!(COMMON_PASSWORDS.len() >= 10_000);
+        let cfg = cheap();
+        for pw in ["Qwertyuiop", "sunshine1", "PASSWORD123", "baseball"] {
+            let e = check_policy(&cfg, &Secret::new(pw), "p", &[]).unwrap_err();
+            assert!(e.fields.iter().any(|f| f.code == "common_password"), "{pw}");
+        }
+        assert!(check_policy(&cfg, &Secret::new("violet-Harbor-1987x"), "p", &[]).is_ok());
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct Service {
     pub keys: Keyring,
     pub csrf: Csrf,
     pub cfg: CoreConfig,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Maps a store failure to what the client may see; details stay in the log.
@@ -100,6 +101,7 @@ impl Service {
             keys,
             csrf,
             cfg,
+            metrics: Default::default(),
         })
     }
 
@@ -123,6 +125,41 @@ impl Service {
                 }
             }
         })
+    }
+
+    /// Deletes audit events older than `audit.retention_days`, every
+    /// `audit.prune_interval_seconds` (all instances may prune; deleting twice is harmless).
+    pub fn spawn_audit_pruning(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.cfg.audit.retention_days == 0 {
+            return None;
+        }
+        let svc = Arc::clone(self);
+        let every = Duration::from_secs(svc.cfg.audit.prune_interval_seconds.max(1));
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = svc.prune_audit().await {
+                    tracing::warn!(error = %e, "audit pruning failed; will retry");
+                }
+            }
+        }))
+    }
+
+    /// One pruning pass; returns how many events were deleted.
+    pub async fn prune_audit(&self) -> Result<u64, AppError> {
+        let keep = Duration::from_secs(self.cfg.audit.retention_days.saturating_mul(24 * 3600));
+        let cutoff = Timestamp::from_millis(self.now().millis().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)));
+        let n = self.store.prune_audit(cutoff).await.map_err(store_err)?;
+        if n > 0 {
+            tracing::info!(deleted = n, "pruned audit events past retention");
+        }
+        Ok(n)
+    }
+
+    /// Metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.hasher.queue_depth(), self.hasher.wait_histogram())
     }
 
     /// Marks sessions revoked in the cache for as long as any of their access tokens live,

@@ -229,3 +229,41 @@ pub struct Paged<T> {
     pub items: Vec<T>,
     pub total: u64,
 }
+
+/// A TOTP credential. `secret` is the sealed (encrypted) shared secret, never the plain one.
+#[derive(Clone)]
+pub struct TotpCredential {
+    pub id: Id,
+    pub account_id: Id,
+    pub secret: String,
+    /// False while enrolment waits for its first code.
+    pub active: bool,
+    /// The newest time-step a code was accepted for; older or equal steps are replays.
+    pub last_used_step: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for TotpCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpCredential")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("secret", &"[redacted]")
+            .field("active", &self.active)
+            .field("last_used_step", &self.last_used_step)
+            .finish()
+    }
+}
+
+/// A browser that may skip the TOTP step until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedDevice {
+    pub id: Id,
+    pub account_id: Id,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+    pub expires_at: Timestamp,
+}

@@ -2,7 +2,7 @@
 
 use crate::model::{
     Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, Paged,
-    RefreshPolicy, Rotation, Session, SigningKey,
+    RefreshPolicy, Rotation, Session, SigningKey, TotpCredential, TrustedDevice,
 };
 use crate::{Id, Timestamp};
 use async_trait::async_trait;
@@ -67,8 +67,9 @@ pub trait AccountStore: Send + Sync {
 pub trait CredentialStore: Send + Sync {
     /// The account's password hash (PHC string), if it has one.
     async fn password_hash(&self, account_id: Id) -> StoreResult<Option<String>>;
-    /// Replaces the password, clears `must_change_password`, and revokes the account's
-    /// sessions except `keep`; returns the revoked session ids. One transaction.
+    /// Replaces the password, clears `must_change_password`, revokes the account's
+    /// sessions except `keep` and its trusted devices; returns the revoked session ids.
+    /// One transaction.
     async fn change_password(
         &self,
         account_id: Id,
@@ -157,12 +158,91 @@ pub trait SettingStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()>;
     async fn list_audit(&self, filter: &AuditFilter, page: Page) -> StoreResult<Paged<AuditEvent>>;
+    /// Deletes events older than `before`; returns how many.
+    async fn prune_audit(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Second factors: the TOTP secret, recovery codes and trusted devices.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// The account's TOTP credential, pending or active.
+    async fn totp(&self, account_id: Id) -> StoreResult<Option<TotpCredential>>;
+    /// Stores a pending TOTP secret, replacing an earlier pending one. `false` (nothing
+    /// stored) if the account already has an active one.
+    async fn put_pending_totp(
+        &self,
+        account_id: Id,
+        secret: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Activates the pending secret with `step` as its first used step, replaces the
+    /// recovery codes (hashes) and writes the audit row, in one transaction. `false` if
+    /// there was no pending secret.
+    async fn confirm_totp(
+        &self,
+        account_id: Id,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Spends time-step `step` of the active secret in one conditional update, so a code
+    /// is accepted once: `false` if `step` is not newer than the last one used.
+    async fn use_totp_step(&self, account_id: Id, step: i64, now: Timestamp) -> StoreResult<bool>;
+    /// Replaces every recovery code (hashes) and writes the audit row, atomically.
+    async fn replace_recovery_codes(
+        &self,
+        account_id: Id,
+        hashes: &[String],
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Marks an unused recovery code used in one conditional update; `false` if there is
+    /// no such unused code.
+    async fn use_recovery_code(
+        &self,
+        account_id: Id,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Unused recovery codes left.
+    async fn recovery_codes_left(&self, account_id: Id) -> StoreResult<u64>;
+    /// Deletes the TOTP secret, the recovery codes and the trusted devices, and writes the
+    /// audit row, atomically. `true` if there was a TOTP secret.
+    async fn remove_mfa(&self, account_id: Id, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Stores a trusted device by the SHA-256 of its cookie token, with the audit row.
+    async fn add_trusted_device(
+        &self,
+        device: &TrustedDevice,
+        token_hash: &[u8],
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// `true` (and records the use) if `token_hash` is a live device of the account.
+    async fn use_trusted_device(
+        &self,
+        account_id: Id,
+        token_hash: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// The account's live trusted devices, newest first.
+    async fn trusted_devices(
+        &self,
+        account_id: Id,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TrustedDevice>>;
+    /// Revokes one device (`Some(id)`) or all of them, with the audit row; returns how many.
+    async fn revoke_trusted_devices(
+        &self,
+        account_id: Id,
+        id: Option<Id>,
+        audit: &AuditEvent,
+    ) -> StoreResult<u64>;
 }
 
 /// Everything durable, as one handle.
 #[async_trait]
 pub trait Store:
-    AccountStore + CredentialStore + SessionStore + KeyStore + SettingStore + AuditStore
+    AccountStore + CredentialStore + SessionStore + KeyStore + SettingStore + AuditStore + MfaStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

@@ -17,6 +17,8 @@ use gatehouse_domain::{AppError, Code, FieldError, Id, Secret, Timestamp};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
+mod mfa;
+
 const AUTH: &str = "auth";
 const ADMIN: &str = "admin";
 
@@ -48,7 +50,10 @@ pub fn routes() -> Routes {
                 codes: &[
                     C::AUTH_LOGIN_SUCCESS,
                     C::AUTH_PASSWORD_CHANGE_REQUIRED,
+                    C::AUTH_MFA_REQUIRED,
+                    C::AUTH_MFA_ENROLLMENT_REQUIRED,
                     C::INVALID_CREDENTIALS,
+                    C::MFA_CODE_INVALID,
                     C::ACCOUNT_DISABLED,
                     C::ACCOUNT_LOCKED,
                     C::JWT_KEY_NOT_CONFIGURED,
@@ -70,6 +75,8 @@ pub fn routes() -> Routes {
                 ],
                 codes: &[
                     C::AUTH_LOGIN_SUCCESS,
+                    C::AUTH_MFA_REQUIRED,
+                    C::AUTH_MFA_ENROLLMENT_REQUIRED,
                     C::CHALLENGE_INVALID,
                     C::PASSWORD_POLICY_VIOLATION,
                     C::ACCOUNT_DISABLED,
@@ -297,6 +304,7 @@ pub fn routes() -> Routes {
             },
             get(admin_audit),
         )
+        .merge(mfa::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {
@@ -325,8 +333,19 @@ async fn csrf_token(State(s): State<AppState>, headers: HeaderMap) -> ApiResult 
 }
 
 fn issued_response(s: &AppState, code: Code, issued: Issued) -> Response {
+    issued_response_with(s, code, issued, None)
+}
+
+/// Tokens (and cookies) for a completed sign-in; `recovery_codes` are shown once after a
+/// TOTP enrolment that was part of it.
+fn issued_response_with(
+    s: &AppState,
+    code: Code,
+    issued: Issued,
+    recovery_codes: Option<Vec<String>>,
+) -> Response {
     let refresh = issued.token.expose().to_string();
-    let data = json!({
+    let mut data = json!({
         "account": issued.account,
         "workspace": null,
         "member": null,
@@ -341,6 +360,9 @@ fn issued_response(s: &AppState, code: Code, issued: Issued) -> Response {
         "sessionId": issued.session_id,
         "nextAction": { "type": "load_current_context" },
     });
+    if let Some(codes) = recovery_codes {
+        data["recoveryCodes"] = json!(codes);
+    }
     let mut res = ok(code, data);
     cookies::append(
         res.headers_mut(),
@@ -351,6 +373,12 @@ fn issued_response(s: &AppState, code: Code, issued: Issued) -> Response {
             Some(issued.token_expires_in),
         ),
     );
+    if let Some((device, max_age)) = &issued.trusted_device {
+        cookies::append(
+            res.headers_mut(),
+            cookies::set(&s.http, cookies::DEVICE, device.expose(), Some(*max_age)),
+        );
+    }
     res
 }
 
@@ -373,11 +401,15 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, body: JsonBody) ->
     let mut f = Fields::new(body);
     let identifier = f.req_str("identifier", 320);
     let password = f.req_secret("password", 4096);
-    let _ = (f.opt_str("totp", 64), f.opt_bool("rememberDevice"));
+    let opts = gatehouse_core::mfa::LoginOptions {
+        totp: f.opt_secret("totp", 64),
+        remember_device: f.opt_bool("rememberDevice").unwrap_or(false),
+        device: cookies::get(&headers, &cookies::name(&s.http, cookies::DEVICE)).map(Secret::new),
+    };
     f.finish()?;
     let outcome = s
         .svc
-        .login(&identifier, &password, TokenKind::Refresh, &meta())
+        .login_with(&identifier, &password, &opts, TokenKind::Refresh, &meta())
         .await?;
     Ok(login_response(&s, outcome))
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use gatehouse_core::RequestMeta;
-use gatehouse_domain::{Id, Locale};
+use gatehouse_domain::{Code, Id, Locale};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -51,6 +51,22 @@ pub fn current() -> Arc<RequestCtx> {
             account_id: OnceLock::new(),
         })
     })
+}
+
+/// Request counters, plus the domain counters that follow from the response code.
+fn record_metrics(state: &AppState, method: &str, route: &str, status: u16, elapsed: std::time::Duration, code: Option<Code>) {
+    let m = &state.svc.metrics;
+    m.request(method, route, status, elapsed);
+    let Some(code) = code else { return };
+    m.inc("gatehouse_responses_total", &[("code", code.as_str())]);
+    if matches!(route, "/api/v1/auth/login" | "/api/v1/auth/login/{step}") || route.starts_with("/api/v1/auth/login/") {
+        m.inc("gatehouse_logins_total", &[("outcome", code.as_str())]);
+    } else if route == "/api/v1/auth/refresh" {
+        m.inc("gatehouse_refreshes_total", &[("outcome", code.as_str())]);
+    }
+    if code == Code::REFRESH_TOKEN_REUSED {
+        m.inc("gatehouse_refresh_reuse_total", &[]);
+    }
 }
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -124,7 +140,9 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         h.insert(CORRELATION_ID.clone(), v);
     }
     let status = res.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    record_metrics(&state, method.as_str(), &route, status, elapsed, res.extensions().get::<Code>().copied());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let account_id = ctx.account_id.get().map(|id| id.to_string());
     tracing::info!(
         target: "gatehouse::http",

@@ -10,6 +10,8 @@ pub const CSRF: &str = "gh_csrf";
 pub const SESSION: &str = "gh_session";
 /// Refresh token for browser API clients.
 pub const REFRESH: &str = "gh_refresh";
+/// Trusted device ("trust this browser"): a signed token that skips the TOTP step.
+pub const DEVICE: &str = "gh_device";
 const REFRESH_PATH: &str = "/api/v1/auth";
 
 /// The name a host-wide cookie has under this config.

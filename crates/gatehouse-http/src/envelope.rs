@@ -58,6 +58,7 @@ impl IntoResponse for ApiError {
             "requestId": ctx.request_id,
         });
         let mut res = (status(e.code), axum::Json(body)).into_response();
+        res.extensions_mut().insert(e.code);
         if let Some(secs) = e.retry_after_secs
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
@@ -85,6 +86,7 @@ pub fn ok_status<T: Serialize>(status: StatusCode, code: Code, data: T) -> Respo
         "requestId": ctx.request_id,
     });
     let mut res = (status, axum::Json(body)).into_response();
+    res.extensions_mut().insert(code);
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res

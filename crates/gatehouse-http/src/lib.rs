@@ -12,6 +12,7 @@ mod net;
 pub mod openapi;
 mod ops;
 mod pages;
+mod rate_limit;
 
 pub use context::RequestCtx;
 pub use net::TrustedProxies;
@@ -67,6 +68,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::Extension(doc))
         .fallback(envelope::not_found)
         .method_not_allowed_fallback(envelope::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::middleware,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             envelope::panic_response,
         ))

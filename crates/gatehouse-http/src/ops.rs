@@ -44,6 +44,13 @@ pub fn routes() -> Routes {
             ),
             get(jwks),
         )
+        .at(
+            RouteDoc {
+                html: true,
+                ..RouteDoc::new("GET", "/metrics", OPS, "Prometheus metrics (text format)")
+            },
+            get(metrics),
+        )
 }
 
 async fn health() -> Response {
@@ -82,6 +89,12 @@ async fn openapi(Extension(doc): Extension<Arc<Value>>) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=60"),
     );
+    res
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut res = s.svc.render_metrics().into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     res
 }
 

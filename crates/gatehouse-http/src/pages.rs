@@ -6,6 +6,7 @@ mod account;
 mod form;
 mod html;
 mod login;
+mod mfa;
 mod text;
 
 use crate::openapi::{RouteDoc, Routes, Security};
@@ -148,6 +149,7 @@ pub fn routes() -> Routes {
             },
             post(account::change_password),
         )
+        .merge(mfa::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.

@@ -3,17 +3,27 @@
 /// One migration: version, name, SQL.
 pub(crate) type Migration = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Migration] = &[(
-    1,
-    "core",
-    include_str!("../migrations/sqlite/0001_core.sql"),
-)];
+pub(crate) const SQLITE: &[Migration] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/sqlite/0001_core.sql"),
+    ),
+    (2, "mfa", include_str!("../migrations/sqlite/0002_mfa.sql")),
+];
 
-pub(crate) const POSTGRES: &[Migration] = &[(
-    1,
-    "core",
-    include_str!("../migrations/postgres/0001_core.sql"),
-)];
+pub(crate) const POSTGRES: &[Migration] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/postgres/0001_core.sql"),
+    ),
+    (
+        2,
+        "mfa",
+        include_str!("../migrations/postgres/0002_mfa.sql"),
+    ),
+];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gatehouse_migration (
     version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)";

@@ -6,7 +6,7 @@
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
     Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, RefreshPolicy,
-    Rotation, Session, SessionStatus, SigningKey, TokenKind,
+    Rotation, Session, SessionStatus, SigningKey, TokenKind, TrustedDevice,
 };
 use gatehouse_domain::ports::{NewAccount, Store, StoreError};
 use gatehouse_domain::{Id, Timestamp};
@@ -147,6 +147,15 @@ macro_rules! conformance {
 }
 
 conformance! {
+    case_totp_goes_pending_then_active_and_steps_only_move_forward =>
+        totp_goes_pending_then_active_and_steps_only_move_forward_sqlite,
+        totp_goes_pending_then_active_and_steps_only_move_forward_postgres;
+    case_racing_uses_of_a_totp_step_or_recovery_code_have_one_winner =>
+        racing_uses_of_a_totp_step_or_recovery_code_have_one_winner_sqlite,
+        racing_uses_of_a_totp_step_or_recovery_code_have_one_winner_postgres;
+    case_trusted_devices_match_their_account_and_go_with_password_or_mfa =>
+        trusted_devices_match_their_account_and_go_with_password_or_mfa_sqlite,
+        trusted_devices_match_their_account_and_go_with_password_or_mfa_postgres;
     case_create_account_round_trips_by_id_email_and_username =>
         create_account_round_trips_by_id_email_and_username_sqlite,
         create_account_round_trips_by_id_email_and_username_postgres;
@@ -1798,5 +1807,301 @@ async fn case_list_audit_pages_newest_first(store: Arc<dyn Store>) {
     assert_eq!(
         pages,
         vec![vec![id(4), id(3)], vec![id(2), id(1)], vec![id(0)], vec![]]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Second factors
+// ---------------------------------------------------------------------------------------
+
+fn recovery_hashes(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{:064x}", i + 1)).collect()
+}
+
+async fn case_totp_goes_pending_then_active_and_steps_only_move_forward(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    assert!(store.totp(ann.id).await.unwrap().is_none());
+    assert!(
+        store
+            .put_pending_totp(ann.id, "sealed-1", at(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_pending_totp(ann.id, "sealed-2", at(1))
+            .await
+            .unwrap()
+    );
+    let pending = store.totp(ann.id).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.secret.as_str(), pending.active),
+        ("sealed-2", false)
+    );
+    assert!(
+        !store.use_totp_step(ann.id, 5, at(2)).await.unwrap(),
+        "pending secrets take no codes"
+    );
+    let audit_row = audit("mfa.totp.enroll", at(3));
+    assert!(
+        store
+            .confirm_totp(ann.id, 100, &recovery_hashes(10), at(3), &audit_row)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .confirm_totp(ann.id, 101, &recovery_hashes(10), at(3), &audit("x", at(3)))
+            .await
+            .unwrap(),
+        "nothing pending any more"
+    );
+    let active = store.totp(ann.id).await.unwrap().unwrap();
+    assert_eq!((active.active, active.last_used_step), (true, Some(100)));
+    assert!(
+        !store
+            .put_pending_totp(ann.id, "sealed-3", at(4))
+            .await
+            .unwrap(),
+        "an active secret is never replaced by enrolment"
+    );
+    assert_eq!(
+        store.totp(ann.id).await.unwrap().unwrap().secret,
+        "sealed-2"
+    );
+    for (step, accepted) in [
+        (100, false),
+        (99, false),
+        (101, true),
+        (101, false),
+        (103, true),
+        (102, false),
+    ] {
+        assert_eq!(
+            store.use_totp_step(ann.id, step, at(5)).await.unwrap(),
+            accepted,
+            "step {step}"
+        );
+    }
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 10);
+    let hashes = recovery_hashes(10);
+    assert!(
+        store
+            .use_recovery_code(ann.id, &hashes[0], at(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(ann.id, &hashes[0], at(6))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 9);
+    let bob = seed(&*store, "bob").await;
+    assert!(
+        !store
+            .use_recovery_code(bob.id, &hashes[1], at(6))
+            .await
+            .unwrap(),
+        "codes are per account"
+    );
+    store
+        .replace_recovery_codes(
+            ann.id,
+            &["f".repeat(64)],
+            at(7),
+            &audit("mfa.recovery_codes.regenerate", at(7)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 1);
+    assert!(
+        !store
+            .use_recovery_code(ann.id, &hashes[1], at(8))
+            .await
+            .unwrap(),
+        "old codes are gone"
+    );
+    assert!(
+        store
+            .remove_mfa(ann.id, &audit("mfa.totp.disable", at(9)))
+            .await
+            .unwrap()
+    );
+    assert!(store.totp(ann.id).await.unwrap().is_none());
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 0);
+    assert!(
+        !store
+            .remove_mfa(ann.id, &audit("mfa.totp.disable", at(9)))
+            .await
+            .unwrap()
+    );
+    let (_, total) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("mfa.totp.enroll".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(total, 1, "the enrolment's audit row is written with it");
+}
+
+async fn case_racing_uses_of_a_totp_step_or_recovery_code_have_one_winner(store: Arc<dyn Store>) {
+    const RACERS: usize = 16;
+    let ann = seed(&*store, "ann").await;
+    assert!(
+        store
+            .put_pending_totp(ann.id, "sealed", at(0))
+            .await
+            .unwrap()
+    );
+    let hashes = recovery_hashes(10);
+    assert!(
+        store
+            .confirm_totp(ann.id, 10, &hashes, at(0), &audit("e", at(0)))
+            .await
+            .unwrap()
+    );
+    for kind in ["totp", "recovery"] {
+        let start = Arc::new(Barrier::new(RACERS));
+        let mut racers = JoinSet::new();
+        for _ in 0..RACERS {
+            let (store, start, hash) = (store.clone(), start.clone(), hashes[0].clone());
+            racers.spawn(async move {
+                start.wait().await;
+                if kind == "totp" {
+                    store.use_totp_step(ann.id, 11, at(MINUTE)).await
+                } else {
+                    store.use_recovery_code(ann.id, &hash, at(MINUTE)).await
+                }
+            });
+        }
+        let mut winners = 0;
+        while let Some(joined) = racers.join_next().await {
+            if joined.expect("racer finished").expect("use succeeded") {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "exactly one racing {kind} use may win");
+    }
+}
+
+async fn case_trusted_devices_match_their_account_and_go_with_password_or_mfa(
+    store: Arc<dyn Store>,
+) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let device = |account_id: Id, expires: Timestamp| TrustedDevice {
+        id: new_id(),
+        account_id,
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("test".into()),
+        created_at: at(0),
+        last_used_at: at(0),
+        expires_at: expires,
+    };
+    let (h1, h2, h3) = (token_hash(), token_hash(), token_hash());
+    let d1 = device(ann.id, at(DAY));
+    store
+        .add_trusted_device(&d1, &h1, &audit("mfa.device.trust", at(0)))
+        .await
+        .unwrap();
+    store
+        .add_trusted_device(
+            &device(ann.id, at(MINUTE)),
+            &h2,
+            &audit("mfa.device.trust", at(0)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .use_trusted_device(ann.id, &h1, at(HOUR))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_trusted_device(bob.id, &h1, at(HOUR))
+            .await
+            .unwrap(),
+        "another account's device"
+    );
+    assert!(
+        !store
+            .use_trusted_device(ann.id, &h2, at(HOUR))
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(
+        !store
+            .use_trusted_device(ann.id, &token_hash(), at(HOUR))
+            .await
+            .unwrap()
+    );
+    let live = store.trusted_devices(ann.id, at(HOUR)).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].id, live[0].last_used_at), (d1.id, at(HOUR)));
+    assert_eq!(
+        store
+            .revoke_trusted_devices(bob.id, Some(d1.id), &audit("r", at(HOUR)))
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .change_password(
+            ann.id,
+            NEW_HASH,
+            None,
+            at(HOUR),
+            &audit("password.change", at(HOUR)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .trusted_devices(ann.id, at(HOUR))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a new password ends trust"
+    );
+    let d3 = device(ann.id, at(DAY));
+    store
+        .add_trusted_device(&d3, &h3, &audit("mfa.device.trust", at(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .revoke_trusted_devices(ann.id, Some(d3.id), &audit("r", at(HOUR)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        !store
+            .use_trusted_device(ann.id, &h3, at(HOUR))
+            .await
+            .unwrap()
+    );
+    store
+        .add_trusted_device(&device(ann.id, at(DAY)), &token_hash(), &audit("t", at(0)))
+        .await
+        .unwrap();
+    store
+        .remove_mfa(ann.id, &audit("admin.user.reset_mfa", at(HOUR)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .trusted_devices(ann.id, at(HOUR))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a reset ends trust"
     );
 }

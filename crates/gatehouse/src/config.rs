@@ -3,8 +3,10 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use gatehouse_core::config::{
-    CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SessionConfig, redact, secret_opt,
+use gatehouse_core::ratelimit::RateLimitConfig;
+use gatehouse_core::config::{AuditConfig, 
+    CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SecretsConfig, SessionConfig, redact,
+    secret_opt,
 };
 use gatehouse_domain::Secret;
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,9 @@ pub struct Config {
     pub password: PasswordConfig,
     pub session: SessionConfig,
     pub lockout: LockoutConfig,
+    pub secrets: SecretsConfig,
+    pub rate_limit: RateLimitConfig,
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -50,6 +55,9 @@ impl Default for Config {
             password: PasswordConfig::default(),
             session: SessionConfig::default(),
             lockout: LockoutConfig::default(),
+            secrets: SecretsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -221,6 +229,9 @@ impl Config {
             password: self.password.clone(),
             session: self.session.clone(),
             lockout: self.lockout.clone(),
+            secrets: self.secrets.clone(),
+            rate_limit: self.rate_limit.clone(),
+            audit: self.audit.clone(),
         }
     }
 
@@ -260,6 +271,15 @@ impl Config {
             return bad(
                 "cache.url",
                 "PostgreSQL means a shared deployment; a memory cache would not share lockout, rate limits or revocation between instances: use redis://",
+            );
+        }
+        if self.secrets.encryption_key.is_none()
+            && gatehouse_store::scheme(&self.database.url)
+                == Some(gatehouse_store::Backend::Postgres)
+        {
+            return bad(
+                "secrets.encryption_key",
+                "required with PostgreSQL (instances must share it): set it to the base64 of 32 random bytes, e.g. `openssl rand -base64 32`",
             );
         }
         if self.database.max_connections == 0 || self.database.acquire_timeout_ms == 0 {
@@ -329,7 +349,32 @@ mod tests {
         c.database.url = "postgres://u:p@h/db".into();
         assert!(c.validate().unwrap_err().0.contains("cache.url"));
         c.cache.url = "redis://127.0.0.1".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("secrets.encryption_key")
+        );
+        c.secrets.encryption_key = Some(Secret::new(TEST_KEY));
         c.validate().unwrap();
+    }
+
+    const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn encryption_key_must_be_32_bytes_of_base64() {
+        let mut c = Config::default();
+        c.secrets.encryption_key = Some(Secret::new("c2hvcnQ="));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("secrets.encryption_key")
+        );
+        c.secrets.encryption_key = Some(Secret::new(TEST_KEY));
+        c.validate().unwrap();
+        let shown = serde_json::to_string(&c).unwrap();
+        assert!(!shown.contains(TEST_KEY), "{shown}");
     }
 
     #[test]

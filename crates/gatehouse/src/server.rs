@@ -34,10 +34,68 @@ pub async fn service(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
                 crate::config::redact_url(&cfg.cache.url)
             )
         })?;
-    let svc = Service::new(store, cache, clock, cfg.core())
+    let mut core = cfg.core();
+    if core.secrets.encryption_key.is_none() {
+        core.secrets.encryption_key = Some(local_encryption_key(&cfg.database.url)?);
+    }
+    let svc = Service::new(store, cache, clock, core)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
     Ok(Arc::new(svc))
+}
+
+/// The embedded default's `[secrets] encryption_key`: read from a 0600 file beside the
+/// SQLite database, generated there on first start. (PostgreSQL requires a configured key;
+/// `Config::validate` says so.)
+fn local_encryption_key(database_url: &str) -> anyhow::Result<gatehouse_domain::Secret> {
+    use std::io::Write as _;
+    let path = database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        tracing::warn!(
+            "secrets.encryption_key is not set and the database is in memory: using a throwaway key"
+        );
+        let key = gatehouse_core::totp::new_key_text().map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(gatehouse_domain::Secret::new(key));
+    }
+    let file = std::path::PathBuf::from(format!("{path}.key"));
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        anyhow::ensure!(
+            gatehouse_core::totp::parse_key(&text).is_some(),
+            "{} does not hold a valid encryption key (base64 of 32 bytes)",
+            file.display()
+        );
+        return Ok(gatehouse_domain::Secret::new(text.trim().to_string()));
+    }
+    let key = gatehouse_core::totp::new_key_text().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(&file) {
+        Ok(mut f) => {
+            f.write_all(key.as_bytes())?;
+            f.sync_all()?;
+            tracing::warn!(
+                file = %file.display(),
+                "secrets.encryption_key is not set: generated one into this file; back it up with the database (TOTP secrets cannot be read without it)"
+            );
+            Ok(gatehouse_domain::Secret::new(key))
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&file)?;
+            anyhow::ensure!(
+                gatehouse_core::totp::parse_key(&text).is_some(),
+                "{} does not hold a valid encryption key",
+                file.display()
+            );
+            Ok(gatehouse_domain::Secret::new(text.trim().to_string()))
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", file.display())),
+    }
 }
 
 /// A running server.
@@ -52,6 +110,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     let svc = service(cfg, clock).await?;
     bootstrap(cfg, &svc).await?;
     svc.spawn_key_refresh();
+    svc.spawn_audit_pruning();
     let http = HttpConfig {
         public_url: cfg.public_url.clone(),
         trusted_proxies: TrustedProxies::parse(&cfg.trusted_proxies)

@@ -112,7 +112,7 @@ pub async fn change_password(
 
 /// The common start of every account POST: a readable form, a valid CSRF token, and a
 /// signed-in browser. Anything else is the response to send.
-async fn signed_in_post(
+pub(super) async fn signed_in_post(
     s: &AppState,
     headers: &HeaderMap,
     form: Result<Form, FormError>,
@@ -134,7 +134,7 @@ async fn signed_in_post(
     }
 }
 
-fn to_sign_in(locale: Locale) -> Response {
+pub(super) fn to_sign_in(locale: Locale) -> Response {
     html::see_other(SIGN_IN, locale, Cookies::default())
 }
 
@@ -182,6 +182,10 @@ async fn render(
     body.push_str("</div>");
     body.push_str(&sessions_card(&sessions, p.session_id, &csrf, locale));
     body.push_str(&password_card(&csrf, problem.as_ref(), locale));
+    match super::mfa::account_cards(s, p, &csrf, locale).await {
+        Ok(cards) => body.push_str(&cards),
+        Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
+    }
     let status = problem.as_ref().map(|p| p.status).unwrap_or(StatusCode::OK);
     let doc = html::document(locale, t(T::AccountTitle), true, &body);
     html::page(status, locale, doc, jar)
@@ -287,7 +291,7 @@ fn password_card(csrf: &str, problem: Option<&Problem>, locale: Locale) -> Strin
 }
 
 /// `<time>` in UTC to the minute; the machine-readable instant in `datetime`.
-fn time(ts: Timestamp) -> String {
+pub(super) fn time(ts: Timestamp) -> String {
     let full = ts.to_rfc3339();
     let shown: String = full.chars().take(16).collect::<String>().replace('T', " ");
     format!(

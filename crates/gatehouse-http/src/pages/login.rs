@@ -8,7 +8,7 @@ use super::{
     session, set_session, with_retry_after,
 };
 use crate::api::query_params;
-use crate::{AppState, context};
+use crate::{AppState, context, cookies};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -66,15 +66,17 @@ pub async fn submit(
         return again(Problem::fields(errors, locale));
     }
     let secret = Secret::new(password);
+    let opts = gatehouse_core::mfa::LoginOptions {
+        device: cookies::get(&headers, &cookies::name(&s.http, cookies::DEVICE)).map(Secret::new),
+        ..Default::default()
+    };
     match s
         .svc
-        .login(identifier, &secret, TokenKind::Web, &ctx.meta())
+        .login_with(identifier, &secret, &opts, TokenKind::Web, &ctx.meta())
         .await
     {
         Ok(LoginOutcome::Done(issued)) => signed_in(&s, issued, next, locale),
-        Ok(LoginOutcome::Step(ch)) => {
-            step_page(&s, &headers, ch.token.expose(), next, None, StatusCode::OK)
-        }
+        Ok(LoginOutcome::Step(ch)) => super::mfa::step(&s, &headers, &ch, next).await,
         Err(e) => again(Problem::from_error(e, locale)),
     }
 }
@@ -120,9 +122,7 @@ pub async fn step_submit(
         .await
     {
         Ok(LoginOutcome::Done(issued)) => signed_in(&s, issued, next, locale),
-        Ok(LoginOutcome::Step(ch)) => {
-            step_page(&s, &headers, ch.token.expose(), next, None, StatusCode::OK)
-        }
+        Ok(LoginOutcome::Step(ch)) => super::mfa::step(&s, &headers, &ch, next).await,
         // The attempt is over: start again from the sign-in form.
         Err(e) if matches!(e.code, Code::CHALLENGE_INVALID | Code::ACCOUNT_DISABLED) => {
             login_page(&s, &headers, "", next, Some(Problem::from_error(e, locale)))
@@ -173,17 +173,31 @@ pub(super) fn check_new_password(errors: &mut Vec<FieldError>, new: &str, confir
     }
 }
 
-/// Sets the session cookie and moves on to `next`.
-fn signed_in(s: &AppState, issued: Issued, next: Option<&str>, locale: Locale) -> Response {
+/// Sets the session cookie (and a trusted-device cookie, if one was granted) and moves on
+/// to `next`.
+pub(super) fn signed_in(
+    s: &AppState,
+    issued: Issued,
+    next: Option<&str>,
+    locale: Locale,
+) -> Response {
     let _ = context::current().account_id.set(issued.account.id);
     let mut jar = Cookies::default();
     set_session(s, &mut jar, issued.token.expose(), issued.token_expires_in);
+    if let Some((device, max_age)) = &issued.trusted_device {
+        jar.add(cookies::set(
+            &s.http,
+            cookies::DEVICE,
+            device.expose(),
+            Some(*max_age),
+        ));
+    }
     html::see_other(&location(next.unwrap_or(DEFAULT_NEXT)), locale, jar)
 }
 
 /// The sign-in form, with `problem` shown above it and the identifier refilled (never the
 /// password).
-fn login_page(
+pub(super) fn login_page(
     s: &AppState,
     headers: &HeaderMap,
     identifier: &str,
@@ -238,7 +252,7 @@ fn login_page(
 }
 
 /// The password-change step. The challenge travels in a hidden field, never in a URL.
-fn step_page(
+pub(super) fn step_page(
     s: &AppState,
     headers: &HeaderMap,
     challenge: &str,

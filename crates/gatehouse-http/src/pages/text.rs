@@ -64,6 +64,26 @@ texts! {
     ErrorTitle => "Request refused", "请求被拒绝", "Yêu cầu bị từ chối";
     BackToAccount => "Back to your account", "返回我的账户", "Quay lại tài khoản";
     BackToSignIn => "Back to sign-in", "返回登录", "Quay lại đăng nhập";
+    TotpTitle => "Two-factor authentication", "两步验证", "Xác thực hai bước";
+    TotpLead => "Enter the 6-digit code from your authenticator app.", "请输入身份验证器应用中的 6 位验证码。", "Nhập mã 6 chữ số từ ứng dụng xác thực.";
+    Code => "Code", "验证码", "Mã";
+    TrustBrowser => "Trust this browser (skip the code here next time)", "信任此浏览器（下次在此无需验证码）", "Tin cậy trình duyệt này (lần sau không cần mã)";
+    UseRecoveryCode => "Lost your device? Use a recovery code instead.", "设备丢失？请改用恢复码。", "Mất thiết bị? Hãy dùng mã khôi phục.";
+    RecoveryCode => "Recovery code", "恢复码", "Mã khôi phục";
+    EnrollTitle => "Set up two-factor authentication", "设置两步验证", "Thiết lập xác thực hai bước";
+    EnrollLead => "Scan the QR code with your authenticator app (or type the key), then enter the code it shows.", "使用身份验证器应用扫描二维码（或手动输入密钥），然后输入显示的验证码。", "Quét mã QR bằng ứng dụng xác thực (hoặc nhập khóa), rồi nhập mã hiển thị.";
+    SecretKey => "Key", "密钥", "Khóa";
+    RecoveryTitle => "Your recovery codes", "您的恢复码", "Mã khôi phục của bạn";
+    RecoveryLead => "Each code signs you in once if you lose your authenticator. Keep them somewhere safe: they are not shown again.", "丢失身份验证器时，每个恢复码可登录一次。请妥善保存：它们不会再次显示。", "Mỗi mã dùng để đăng nhập một lần khi bạn mất thiết bị xác thực. Hãy cất giữ cẩn thận: chúng sẽ không hiển thị lại.";
+    TwoFactorOn => "Two-factor authentication is on.", "两步验证已开启。", "Xác thực hai bước đang bật.";
+    TwoFactorOff => "Two-factor authentication is off.", "两步验证未开启。", "Xác thực hai bước đang tắt.";
+    CodesLeft => "Recovery codes left", "剩余恢复码", "Mã khôi phục còn lại";
+    EnableTotp => "Turn on two-factor", "开启两步验证", "Bật xác thực hai bước";
+    DisableTotp => "Turn off two-factor", "关闭两步验证", "Tắt xác thực hai bước";
+    NewRecoveryCodes => "New recovery codes", "重新生成恢复码", "Tạo mã khôi phục mới";
+    TrustedDevices => "Trusted browsers", "受信任的浏览器", "Trình duyệt tin cậy";
+    Expires => "Expires", "过期时间", "Hết hạn";
+    NoTrustedDevices => "No trusted browsers.", "没有受信任的浏览器。", "Không có trình duyệt tin cậy nào.";
 }
 
 #[cfg(test)]

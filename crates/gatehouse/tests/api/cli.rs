@@ -1,5 +1,6 @@
 //! The `gatehouse` command line: configuration checks and account management.
 
+use crate::helpers::TEST_ENCRYPTION_KEY;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -77,6 +78,14 @@ fn config_check_names_the_bad_key() {
     );
     std::fs::write(dir.join("gatehouse.toml"), "[database]\nurl = \"postgres://u:hunter2@db/x\"\n[cache]\nurl = \"redis://127.0.0.1:6379\"\n").unwrap();
     let out = gatehouse(&dir, &["config", "check"], &[], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("secrets.encryption_key"),
+        "PostgreSQL needs a configured key: {out:?}"
+    );
+    let key = ("GATEHOUSE_SECRETS__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY);
+    let out = gatehouse(&dir, &["config", "check"], &[key], None);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(TEST_ENCRYPTION_KEY));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(

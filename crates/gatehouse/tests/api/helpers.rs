@@ -189,6 +189,11 @@ pub fn base_config() -> Config {
     c.password.argon2_memory_kib = 256;
     c.password.argon2_iterations = 1;
     c.log.level = "warn".into();
+    // Tests fire many requests from 127.0.0.1; rate-limit tests set their own small limits.
+    c.rate_limit.credential_per_minute = 10_000;
+    c.rate_limit.credential_per_hour = 100_000;
+    c.rate_limit.identifier_per_minute = 10_000;
+    c.rate_limit.identifier_per_hour = 100_000;
     c
 }
 
@@ -224,6 +229,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         } => {
             let (url, name) = create_database(database_url).await;
             config.database.url = url;
+            // PostgreSQL needs a configured key (SQLite tests use the generated key file).
+            config.secrets.encryption_key =
+                Some(gatehouse_domain::Secret::new(TEST_ENCRYPTION_KEY));
             cleanup.pg = Some((database_url.clone(), name));
             let prefix = format!("gh_test_{}:", uuid::Uuid::new_v4().simple());
             config.cache.url = redis_url.clone();
@@ -296,6 +304,9 @@ impl Reply {
         &self.body["data"]
     }
 }
+
+/// `[secrets] encryption_key` for tests that need a configured one (base64 of 32 bytes).
+pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// The strong password test accounts get.
 pub const PASSWORD: &str = "correct-Horse-battery-9";

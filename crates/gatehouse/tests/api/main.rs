@@ -4,11 +4,13 @@
 
 pub mod helpers;
 
+mod abuse;
 mod admin;
 mod browser;
 mod cli;
 mod errors;
 mod login;
+mod mfa;
 mod openapi;
 mod pages;
 mod secrets;
