@@ -5,7 +5,7 @@
 //! figure with a baseline measured in the same run. Run it through `bench/run.sh`.
 //!
 //! ```text
-//! gatehouse-bench [--smoke] [--gatehouse PATH] [--out FILE]
+//! gatehouse-bench [--smoke] [--only sqlite|scale|postgres] [--gatehouse PATH] [--out FILE]
 //! gatehouse-bench hello --bind ADDR     # the baseline axum server (started by the bench)
 //! ```
 #![allow(clippy::print_stdout)]
@@ -38,6 +38,8 @@ pub struct Opts {
     pub gatehouse: PathBuf,
     pub bench: PathBuf,
     pub out: Option<PathBuf>,
+    /// `sqlite`, `scale` or `postgres`: run only that group (the baselines always run).
+    pub only: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Opts>> {
@@ -48,15 +50,19 @@ fn parse_args() -> Result<Option<Opts>> {
         gatehouse: exe.with_file_name("gatehouse"),
         bench: exe,
         out: None,
+        only: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--smoke" => opts.smoke = true,
             "--gatehouse" => opts.gatehouse = args.next().context("--gatehouse PATH")?.into(),
             "--out" => opts.out = Some(args.next().context("--out FILE")?.into()),
+            "--only" => opts.only = Some(args.next().context("--only sqlite|scale|postgres")?),
             "hello" => return Ok(None),
             "-h" | "--help" => {
-                println!("gatehouse-bench [--smoke] [--gatehouse PATH] [--out FILE]");
+                println!(
+                    "gatehouse-bench [--smoke] [--only sqlite|scale|postgres] [--gatehouse PATH] [--out FILE]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),

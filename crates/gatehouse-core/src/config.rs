@@ -135,7 +135,10 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { retention_days: 365, prune_interval_seconds: 3600 }
+        Self {
+            retention_days: 365,
+            prune_interval_seconds: 3600,
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier,
 use argon2::{Algorithm, Argon2, Params, Version};
 use gatehouse_domain::{AppError, Code, FieldError, Secret};
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use tokio::sync::Semaphore;
 
 /// Result of checking a password against a stored hash.
@@ -248,8 +248,11 @@ pub fn check_policy(
 type Rule = (bool, fn(char) -> bool, &'static str);
 
 /// 30,000 most common passwords (see `data/README.md` for their origin), lowercased.
-static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt")
+        .lines()
+        .collect()
+});
 
 #[cfg(test)]
 mod tests {

@@ -149,7 +149,11 @@ impl Service {
     /// One pruning pass; returns how many events were deleted.
     pub async fn prune_audit(&self) -> Result<u64, AppError> {
         let keep = Duration::from_secs(self.cfg.audit.retention_days.saturating_mul(24 * 3600));
-        let cutoff = Timestamp::from_millis(self.now().millis().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)));
+        let cutoff = Timestamp::from_millis(
+            self.now()
+                .millis()
+                .saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)),
+        );
         let n = self.store.prune_audit(cutoff).await.map_err(store_err)?;
         if n > 0 {
             tracing::info!(deleted = n, "pruned audit events past retention");
@@ -159,7 +163,8 @@ impl Service {
 
     /// Metrics in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.hasher.queue_depth(), self.hasher.wait_histogram())
+        self.metrics
+            .render(self.hasher.queue_depth(), self.hasher.wait_histogram())
     }
 
     /// Marks sessions revoked in the cache for as long as any of their access tokens live,

@@ -54,12 +54,21 @@ pub fn current() -> Arc<RequestCtx> {
 }
 
 /// Request counters, plus the domain counters that follow from the response code.
-fn record_metrics(state: &AppState, method: &str, route: &str, status: u16, elapsed: std::time::Duration, code: Option<Code>) {
+fn record_metrics(
+    state: &AppState,
+    method: &str,
+    route: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+    code: Option<Code>,
+) {
     let m = &state.svc.metrics;
     m.request(method, route, status, elapsed);
     let Some(code) = code else { return };
     m.inc("gatehouse_responses_total", &[("code", code.as_str())]);
-    if matches!(route, "/api/v1/auth/login" | "/api/v1/auth/login/{step}") || route.starts_with("/api/v1/auth/login/") {
+    if matches!(route, "/api/v1/auth/login" | "/api/v1/auth/login/{step}")
+        || route.starts_with("/api/v1/auth/login/")
+    {
         m.inc("gatehouse_logins_total", &[("outcome", code.as_str())]);
     } else if route == "/api/v1/auth/refresh" {
         m.inc("gatehouse_refreshes_total", &[("outcome", code.as_str())]);
@@ -141,7 +150,14 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     }
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    record_metrics(&state, method.as_str(), &route, status, elapsed, res.extensions().get::<Code>().copied());
+    record_metrics(
+        &state,
+        method.as_str(),
+        &route,
+        status,
+        elapsed,
+        res.extensions().get::<Code>().copied(),
+    );
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let account_id = ctx.account_id.get().map(|id| id.to_string());
     tracing::info!(

@@ -94,7 +94,10 @@ async fn openapi(Extension(doc): Extension<Arc<Value>>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut res = s.svc.render_metrics().into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     res
 }
 

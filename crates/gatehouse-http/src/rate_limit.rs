@@ -31,6 +31,8 @@ pub fn classify(method: &Method, path: &str) -> Class {
         "/api/v1/auth/recovery-codes",
         "/auth/login",
         "/account/password",
+        "/account/totp",
+        "/account/recovery-codes",
     ];
     if *method != Method::GET
         && credential

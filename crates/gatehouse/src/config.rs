@@ -3,11 +3,11 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use gatehouse_core::ratelimit::RateLimitConfig;
-use gatehouse_core::config::{AuditConfig, 
-    CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SecretsConfig, SessionConfig, redact,
-    secret_opt,
+use gatehouse_core::config::{
+    AuditConfig, CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SecretsConfig,
+    SessionConfig, redact, secret_opt,
 };
+use gatehouse_core::ratelimit::RateLimitConfig;
 use gatehouse_domain::Secret;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -1037,11 +1037,9 @@ async fn the_account_page_enrols_totp_with_a_qr_code(b: Backend) {
     );
 }
 
-async fn without_a_configured_key_sqlite_generates_a_private_key_file(b: Backend) {
-    if !matches!(b, Backend::Sqlite) {
-        return;
-    }
-    let app = spawn_app(b).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_key_sqlite_generates_a_private_key_file() {
+    let app = spawn_app(Backend::Sqlite).await;
     let db = app
         .config
         .database
@@ -1068,6 +1066,88 @@ async fn without_a_configured_key_sqlite_generates_a_private_key_file(b: Backend
     assert!(!text.trim().is_empty());
 }
 
+async fn the_sign_in_pages_enrol_totp_when_the_policy_requires_it(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    set_settings(&app, &admin, json!({ "mfaPolicy": "required" }))
+        .await
+        .expect(200, "OK");
+    app.user("pagereq@example.com").await;
+    let client = browser();
+    let page = client
+        .get(app.url("/auth/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (status, body, _, cookies) = form(
+        &app,
+        &client,
+        "/auth/login",
+        &[
+            ("identifier", "pagereq@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", &hidden(&page, "csrf_token")),
+            ("next", "/account"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!cookies.contains("gh_session="), "{cookies}");
+    assert!(
+        body.contains(r#"action="/auth/login/totp/confirm""#),
+        "{body}"
+    );
+    assert!(body.contains("data:image/svg+xml;base64,"), "{body}");
+    let secret = body
+        .split(r#"<code id="totp-secret">"#)
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_string();
+    let challenge = hidden(&body, "challengeToken");
+    let csrf = hidden(&body, "csrf_token");
+    let bad = wrong(&code_now(&app, &secret));
+    let (status, again, _, _) = form(
+        &app,
+        &client,
+        "/auth/login/totp/confirm",
+        &[
+            ("challengeToken", &challenge),
+            ("code", &bad),
+            ("csrf_token", &csrf),
+            ("next", "/account"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(again.contains(&secret), "the same secret is shown again");
+    let (status, body, _, cookies) = form(
+        &app,
+        &client,
+        "/auth/login/totp/confirm",
+        &[
+            ("challengeToken", &challenge),
+            ("code", &code_now(&app, &secret)),
+            ("csrf_token", &csrf),
+            ("next", "/account"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(cookies.contains("gh_session="), "{cookies}");
+    assert_eq!(
+        body.matches(r#"<li class="recovery-code">"#).count(),
+        10,
+        "{body}"
+    );
+    assert!(body.contains(r#"<a href="/account">"#), "{body}");
+    let account = client.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(account.status().as_u16(), 200);
+}
+
 async fn mfa_policy_off_skips_the_code_and_refuses_enrolment(b: Backend) {
     let app = spawn_app(b).await;
     enrolled(&app, "policyoff@example.com").await;
@@ -1090,6 +1170,7 @@ async fn mfa_policy_off_skips_the_code_and_refuses_enrolment(b: Backend) {
 }
 
 backend_tests!(
+    the_sign_in_pages_enrol_totp_when_the_policy_requires_it,
     mfa_policy_off_skips_the_code_and_refuses_enrolment,
     enrolment_returns_secret_url_and_qr_and_confirm_returns_ten_codes,
     login_with_totp_owes_a_code_and_then_issues_tokens,
@@ -1107,5 +1188,4 @@ backend_tests!(
     regenerating_recovery_codes_needs_a_fresh_code,
     the_sign_in_pages_ask_for_a_totp_code_and_can_trust_the_browser,
     the_account_page_enrols_totp_with_a_qr_code,
-    without_a_configured_key_sqlite_generates_a_private_key_file,
 );

@@ -157,6 +157,21 @@ async fn count_sessions(url: &str) -> (i64, BTreeSet<String>) {
     (n, ids.into_iter().map(|s| s.to_lowercase()).collect())
 }
 
+/// The request id recorded with the login that created `session_id`.
+async fn login_request_id(url: &str, session_id: &str) -> Option<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    sqlx::query_scalar(
+        "SELECT request_id FROM audit_event WHERE action = 'login' AND outcome = 'success' \
+         AND details LIKE '%' || $1 || '%'",
+    )
+    .bind(session_id)
+    .fetch_optional(&mut conn)
+    .await
+    .ok()
+    .flatten()
+}
+
 /// `/ready` answers 503 with `dependency` down and the other one up.
 fn ready_names(r: &Reply, dependency: &str) -> bool {
     let checks = r.data()["checks"].as_array().cloned().unwrap_or_default();
@@ -589,18 +604,32 @@ async fn dependency_restarts_are_survived() {
         logins.len(),
         live.len()
     );
+    let orphans: Vec<&String> = ids.difference(&logins).collect();
+    let lost: Vec<&String> = logins.difference(&ids).collect();
+    for o in &orphans {
+        // The login's audit row names the request, whose log line says what failed.
+        println!(
+            "[faults] orphan session {o}: login request {:?}",
+            login_request_id(&database_url, o).await
+        );
+    }
     assert_eq!(
         logins.len(),
         ledger.login_sids.len(),
-        "a session id repeated"
+        "a session id was issued twice"
+    );
+    assert!(
+        lost.is_empty(),
+        "sessions of successful logins are missing: {lost:?}"
+    );
+    assert!(
+        orphans.is_empty(),
+        "session rows exist for logins that were answered with an error (the session was \
+         committed, then a later step failed, so the client never got its tokens): {orphans:?}"
     );
     assert_eq!(
         rows_after - rows_before,
         i64::try_from(ledger.login_sids.len()).unwrap()
-    );
-    assert_eq!(
-        ids, logins,
-        "session rows are exactly the successful logins"
     );
 
     cluster.assert_alive();
