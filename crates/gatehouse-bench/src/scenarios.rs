@@ -192,6 +192,25 @@ struct Ctx<'a> {
     hello: Option<Hello>,
 }
 
+/// Median time of one Argon2id verify of [`PASSWORD`] against `hash`, in milliseconds.
+async fn verify_median(hash: &str, samples: usize) -> Result<f64> {
+    let hash = hash.to_string();
+    tokio::task::spawn_blocking(move || -> Result<f64> {
+        let parsed = PasswordHash::new(&hash).map_err(|e| anyhow!("phc: {e}"))?;
+        let params = Params::try_from(&parsed).map_err(|e| anyhow!("params: {e}"))?;
+        let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            a.verify_password(PASSWORD.as_bytes(), &parsed)
+                .map_err(|e| anyhow!("verify: {e}"))?;
+            times.push(t.elapsed());
+        }
+        Ok(load::percentile_ms(times, 50.0))
+    })
+    .await?
+}
+
 fn argon(p: (u32, u32, u32)) -> Result<Argon2<'static>> {
     let params = Params::new(p.0, p.1, p.2, None).map_err(|e| anyhow!("argon2 params: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
@@ -498,21 +517,8 @@ impl Ctx<'_> {
     /// The hash-bound limit: median Argon2id verify, in-process, at the server's parameters.
     async fn argon2_baseline(&mut self) -> Result<()> {
         self.step("argon2id verify median (in-process, default parameters)");
-        let samples = self.plan.verify_samples;
-        let (hash, median) = tokio::task::spawn_blocking(move || -> Result<(String, f64)> {
-            let hash = hash_password(ARGON_DEFAULT)?;
-            let a = argon(ARGON_DEFAULT)?;
-            let parsed = PasswordHash::new(&hash).map_err(|e| anyhow!("phc: {e}"))?;
-            let mut times = Vec::with_capacity(samples);
-            for _ in 0..samples {
-                let t = Instant::now();
-                a.verify_password(PASSWORD.as_bytes(), &parsed)
-                    .map_err(|e| anyhow!("verify: {e}"))?;
-                times.push(t.elapsed());
-            }
-            Ok((hash, load::percentile_ms(times, 50.0)))
-        })
-        .await??;
+        let hash = tokio::task::spawn_blocking(|| hash_password(ARGON_DEFAULT)).await??;
+        let median = verify_median(&hash, self.plan.verify_samples).await?;
         self.verify_ms = median;
         self.hash_default = hash;
         let limit = cores() as f64 / (median / 1000.0);
@@ -528,8 +534,11 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn hash_limit(&self) -> f64 {
-        cores() as f64 / (self.verify_ms / 1000.0)
+    /// The hash-bound limit, re-measured just before a login run so that both see the same
+    /// machine (timings swing when other work shares the cores).
+    async fn hash_limit(&self) -> Result<f64> {
+        let median = verify_median(&self.hash_default, self.plan.verify_samples).await?;
+        Ok(cores() as f64 / (median / 1000.0))
     }
 
     /// A bare axum hello endpoint with gatehouse's runtime settings, as the ceiling for
@@ -608,9 +617,9 @@ impl Ctx<'_> {
         concurrencies: &[usize],
         refresh_target: f64,
     ) -> Result<()> {
-        let limit = self.hash_limit();
         for &conc in concurrencies {
             self.step(&format!("{backend}: login c={conc}"));
+            let limit = self.hash_limit().await?;
             let run = login_load(base, pop, conc, self.plan.dur, self.plan.warmup, None).await?;
             let rate = run.rate(ok);
             let errors = run.count(|s| !ok(s));
@@ -897,26 +906,72 @@ impl Ctx<'_> {
     }
 
     /// The same flows at two population sizes, at reduced hash cost; seed rate and peak RSS.
+    /// Both servers run at once and every flow alternates requests between them (random
+    /// order in each pair), so both sizes see the same machine noise.
     async fn scale(&mut self) -> Result<()> {
         let (small, big) = self.plan.scale;
         let hash = tokio::task::spawn_blocking(|| hash_password(ARGON_SCALE)).await??;
-        let a = self.scale_one(small, &hash).await?;
-        let b = self.scale_one(big, &hash).await?;
+        let (small_dir, small_env, small_pop, small_seed) = self.scale_seed(small, &hash).await?;
+        let (big_dir, big_env, big_pop, big_seed) = self.scale_seed(big, &hash).await?;
         let (hs, hb) = (human(small), human(big));
+        let small_server =
+            Server::spawn(&self.opts.gatehouse, &["serve"], &small_env, &small_dir.0)?;
+        let big_server = Server::spawn(&self.opts.gatehouse, &["serve"], &big_env, &big_dir.0)?;
+        let plain = load::client(false)?;
+        let mut sides = [
+            Side::new(&small_server.base, small_pop, &plain).await?,
+            Side::new(&big_server.base, big_pop, &plain).await?,
+        ];
+        self.step(&format!(
+            "scale: login, refresh, me latency, {hb} vs {hs} interleaved (c=1)"
+        ));
+        let mut rng = XorShift::new();
+        let mut figures = Vec::new();
+        for flow in [Flow::Login, Flow::Refresh, Flow::Me] {
+            let mut lat: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+            let mut bad = 0;
+            let warm_until = Instant::now() + self.plan.warmup / 2;
+            let deadline = warm_until + self.plan.latency_dur;
+            while Instant::now() < deadline {
+                let order = if rng.next() & 1 == 0 { [0, 1] } else { [1, 0] };
+                for i in order {
+                    let s = sides[i].step(flow, &plain).await;
+                    if s.status != 200 {
+                        bad += 1;
+                    } else if s.end > warm_until {
+                        lat[i].push(s.lat);
+                    }
+                }
+            }
+            let n = lat[0].len();
+            let [a, b] = lat;
+            let (pa, pb) = (
+                load::percentile_ms(a.clone(), 50.0),
+                load::percentile_ms(b.clone(), 50.0),
+            );
+            println!(
+                "  {}: {n} pairs; p50 {pa:.3} ms ({hs}) vs {pb:.3} ms ({hb}); p99 {:.3} vs {:.3} ms; {bad} not 200",
+                flow.name(),
+                load::percentile_ms(a, 99.0),
+                load::percentile_ms(b, 99.0),
+            );
+            figures.push((flow.name(), pa, pb));
+        }
+        let (_, small_peak) = small_server.rss_kib()?;
+        let (_, big_peak) = big_server.rss_kib()?;
+        small_server.stop();
+        big_server.stop();
+        drop((small_dir, big_dir));
         self.row(
             format!("sqlite: scale seed {hb} accounts+sessions"),
-            b.seed_rate,
+            big_seed,
             "rows/s",
-            Some(a.seed_rate),
-            Some(b.seed_rate / a.seed_rate),
+            Some(small_seed),
+            Some(big_seed / small_seed),
             "≥ 50000 rows/s",
-            Some(b.seed_rate >= 50_000.0),
+            Some(big_seed >= 50_000.0),
         );
-        for (what, x, y) in [
-            ("login", a.login, b.login),
-            ("refresh", a.refresh, b.refresh),
-            ("me", a.me, b.me),
-        ] {
+        for (what, x, y) in figures {
             self.row(
                 format!("sqlite: scale {what} p50 {hb}÷{hs}"),
                 y,
@@ -927,20 +982,26 @@ impl Ctx<'_> {
                 Some(y / x <= 1.2),
             );
         }
-        let peak = b.peak_kib as f64 / 1024.0;
+        let peak = big_peak as f64 / 1024.0;
         self.row(
             format!("memory: peak RSS, {hb} sessions"),
             peak,
             "MiB",
-            Some(a.peak_kib as f64 / 1024.0),
-            Some(b.peak_kib as f64 / a.peak_kib.max(1) as f64),
+            Some(small_peak as f64 / 1024.0),
+            Some(big_peak as f64 / small_peak.max(1) as f64),
             "≤ 300 MiB",
             Some(peak <= 300.0),
         );
         Ok(())
     }
 
-    async fn scale_one(&mut self, n: usize, hash: &str) -> Result<ScalePoint> {
+    /// A migrated, seeded SQLite database of `n` accounts + sessions; returns its directory,
+    /// server environment, population and seed rate.
+    async fn scale_seed(
+        &mut self,
+        n: usize,
+        hash: &str,
+    ) -> Result<(TempDir, Vec<(String, String)>, Arc<Population>, f64)> {
         let dir = TempDir::new("scale")?;
         let url = format!("sqlite:{}", dir.0.join("b.db").display());
         let env = server_env(&url, "memory", ARGON_SCALE);
@@ -954,50 +1015,7 @@ impl Ctx<'_> {
             seeded.took.as_secs_f64(),
             seeded.rate()
         );
-        let server = Server::spawn(&self.opts.gatehouse, &["serve"], &env, &dir.0)?;
-        let base = server.base.clone();
-        let (dur, warm) = (self.plan.latency_dur, self.plan.warmup / 2);
-        self.step(&format!(
-            "scale {}: login, refresh, me latency (c=1)",
-            human(n)
-        ));
-        let login = login_load(&base, &pop, 1, dur, warm, None).await?;
-        let alloc = Alloc::new(n);
-        let refresh = refresh_load(&base, &pop, &alloc, 1, dur, warm, 10).await?;
-        let c = load::client(false)?;
-        let tokens = Arc::new(access_tokens(&c, &base, &pop, &alloc, 64.min(n / 4)).await?);
-        let me = get_load(
-            &c,
-            format!("{base}/api/v1/auth/me"),
-            tokens,
-            1,
-            dur,
-            warm,
-            None,
-        )
-        .await?;
-        let (_, peak_kib) = server.rss_kib()?;
-        server.stop();
-        for (what, r) in [("login", &login), ("refresh", &refresh), ("me", &me)] {
-            let bad = r.count(|s| !ok(s));
-            if bad > 0 {
-                println!("  {what}: {bad} answers were not 200");
-            }
-            println!(
-                "  {what}: p50 {:.3} ms, p99 {:.3} ms, {:.0}/s",
-                r.pct_ms(50.0, ok),
-                r.pct_ms(99.0, ok),
-                r.rate(ok)
-            );
-        }
-        println!("  peak RSS {:.1} MiB", peak_kib as f64 / 1024.0);
-        Ok(ScalePoint {
-            seed_rate: seeded.rate(),
-            login: login.pct_ms(50.0, ok),
-            refresh: refresh.pct_ms(50.0, ok),
-            me: me.pct_ms(50.0, ok),
-            peak_kib,
-        })
+        Ok((dir, env, pop, seeded.rate()))
     }
 
     /// The service rows on PostgreSQL + Redis, in a throwaway database and key prefix.
@@ -1056,12 +1074,100 @@ impl Ctx<'_> {
     }
 }
 
-struct ScalePoint {
-    seed_rate: f64,
-    login: f64,
-    refresh: f64,
-    me: f64,
-    peak_kib: u64,
+#[derive(Clone, Copy)]
+enum Flow {
+    Login,
+    Refresh,
+    Me,
+}
+
+impl Flow {
+    fn name(self) -> &'static str {
+        match self {
+            Flow::Login => "login",
+            Flow::Refresh => "refresh",
+            Flow::Me => "me",
+        }
+    }
+}
+
+/// One server of the scale scenario and the state of its three flows.
+struct Side {
+    base: String,
+    pop: Arc<Population>,
+    alloc: Arc<Alloc>,
+    browser: reqwest::Client,
+    csrf: String,
+    refresh: String,
+    used: usize,
+    tokens: Vec<String>,
+    next_token: usize,
+}
+
+impl Side {
+    async fn new(base: &str, pop: Arc<Population>, plain: &reqwest::Client) -> Result<Self> {
+        let alloc = Alloc::new(pop.n);
+        let browser = load::client(true)?;
+        let csrf = csrf(&browser, base).await?;
+        let tokens = access_tokens(plain, base, &pop, &alloc, 64.min(pop.n / 4)).await?;
+        let refresh = pop.refresh_token(alloc.take());
+        Ok(Self {
+            base: base.to_string(),
+            pop,
+            alloc,
+            browser,
+            csrf,
+            refresh,
+            used: 0,
+            tokens,
+            next_token: 0,
+        })
+    }
+
+    /// One request of `flow`. Refresh follows a chain of 10 rotations from a random
+    /// seeded session, then starts another.
+    async fn step(&mut self, flow: Flow, plain: &reqwest::Client) -> Sample {
+        let base = &self.base;
+        match flow {
+            Flow::Login => {
+                let email = self.pop.email(self.alloc.take());
+                let req = self
+                    .browser
+                    .post(format!("{base}/api/v1/auth/login"))
+                    .header("X-CSRFToken", &self.csrf)
+                    .json(&json!({ "identifier": email, "password": PASSWORD }));
+                load::timed(req).await.0
+            }
+            Flow::Refresh => {
+                let req = plain
+                    .post(format!("{base}/api/v1/auth/refresh"))
+                    .json(&json!({ "refreshToken": self.refresh }));
+                let (s, body) = load::timed(req).await;
+                self.used += 1;
+                let next = (s.status == 200)
+                    .then(|| serde_json::from_str::<Value>(&body).ok())
+                    .flatten()
+                    .and_then(|v| {
+                        v["data"]["auth"]["refreshToken"]
+                            .as_str()
+                            .map(str::to_string)
+                    });
+                self.refresh = match next {
+                    Some(t) if !self.used.is_multiple_of(10) => t,
+                    _ => self.pop.refresh_token(self.alloc.take()),
+                };
+                s
+            }
+            Flow::Me => {
+                let token = &self.tokens[self.next_token % self.tokens.len().max(1)];
+                self.next_token += 1;
+                let req = plain
+                    .get(format!("{base}/api/v1/auth/me"))
+                    .bearer_auth(token);
+                load::timed(req).await.0
+            }
+        }
+    }
 }
 
 /// `postgres://…/olddb?x` → `postgres://…/name?x`.

@@ -1,10 +1,10 @@
-//! Administration: accounts, instance settings, bootstrap. Callers are checked with
-//! [`Service::require_admin`] (the full role model comes with tenancy).
+//! Administration: accounts, instance settings, registration, bootstrap. Callers are
+//! checked with [`Service::require_permission`] (see [`crate::tenancy`]).
 
 use crate::audit::{AuditExt, event};
 use crate::lockout;
 use crate::password::check_policy;
-use crate::service::{Principal, RequestMeta, Service, store_err};
+use crate::service::{RequestMeta, Service, store_err};
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{Account, AccountStatus, Page, Paged};
 use gatehouse_domain::ports::NewAccount;
@@ -56,16 +56,6 @@ impl Service {
         Ok(value
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default())
-    }
-
-    /// The caller's account, if it holds the `admin` role; `PERMISSION_REQUIRED` otherwise.
-    pub async fn require_admin(&self, p: &Principal) -> Result<Account, AppError> {
-        let account = self.me(p).await?;
-        if account.has_role("admin") {
-            Ok(account)
-        } else {
-            Err(Code::PERMISSION_REQUIRED.into())
-        }
     }
 
     /// Creates an account. Validation errors name every bad field; a taken email or
@@ -167,6 +157,39 @@ impl Service {
             .await
             .map_err(store_err)?;
         Ok(account)
+    }
+
+    /// Self-registration (`allowRegistration`): creates an ordinary account. A taken email
+    /// or username creates nothing yet answers the same, after the same work (validation,
+    /// policy, hashing), so registration reveals no accounts. Confirmation mail comes with
+    /// the mail feature; until then new accounts can sign in at once.
+    pub async fn register(&self, input: CreateUser, meta: &RequestMeta) -> Result<(), AppError> {
+        if !self.instance_settings().await?.allow_registration {
+            return Err(Code::REGISTRATION_DISABLED.into());
+        }
+        let input = CreateUser {
+            must_change_password: Some(false),
+            roles: vec!["user".into()],
+            ..input
+        };
+        let now = self.now();
+        match self.create_user(None, input, meta).await {
+            Ok(a) => {
+                self.audit(
+                    event(meta, now, "register", "success")
+                        .actor(Some(a.id))
+                        .target(Some(a.id)),
+                )
+                .await;
+                Ok(())
+            }
+            Err(e) if e.code == Code::CONFLICT => {
+                self.audit(event(meta, now, "register", "failure").reason("CONFLICT"))
+                    .await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the first admin if the instance has no account yet. `true` if it did.

@@ -6,6 +6,7 @@ use crate::jwt::Claims;
 use crate::lockout;
 use crate::password::{Verified, check_policy};
 use crate::service::{AuthVia, Principal, RequestMeta, Service, cache_err, store_err};
+use crate::tenancy::{BranchContext, LoginContext};
 use crate::tokens::{digest, digest_hex, opaque_token};
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
@@ -30,6 +31,8 @@ pub struct Issued {
     pub token_expires_in: u64,
     /// A new trusted-device cookie value ("trust this browser"), with its lifetime.
     pub trusted_device: Option<(Secret, u64)>,
+    /// The tenancy context the tokens are scoped to, or the branches to choose from.
+    pub context: LoginContext,
 }
 
 /// A step still owed before tokens are issued.
@@ -58,6 +61,9 @@ pub(crate) struct ChallengeState {
     /// This browser holds a trusted-device cookie, so TOTP is not asked.
     #[serde(default)]
     pub(crate) trusted: bool,
+    /// The workspace slug the login asked for, resolved once the steps are done.
+    #[serde(default)]
+    pub(crate) workspace: Option<String>,
 }
 
 impl ChallengeState {
@@ -167,6 +173,16 @@ impl Service {
             .await;
             return Err(Code::ACCOUNT_DISABLED.into());
         }
+        // Checked only now, so the answer tells nothing about unknown users.
+        if !account.has_role("admin") && !self.instance_settings().await?.allow_password_login {
+            self.audit(
+                event(meta, now, "login", "failure")
+                    .target(Some(account.id))
+                    .reason("PASSWORD_LOGIN_DISABLED"),
+            )
+            .await;
+            return Err(Code::PASSWORD_LOGIN_DISABLED.into());
+        }
         let rehash = match verified {
             Verified::YesRehashed(h) => Some(h),
             _ => None,
@@ -182,6 +198,7 @@ impl Service {
         kind: TokenKind,
         methods: Vec<String>,
         trusted: bool,
+        workspace: Option<String>,
     ) -> Result<Challenge, AppError> {
         let token = opaque_token()?;
         let state = ChallengeState {
@@ -190,6 +207,7 @@ impl Service {
             kind: kind.as_str().to_string(),
             methods,
             trusted,
+            workspace,
         };
         let bytes =
             serde_json::to_vec(&state).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
@@ -274,8 +292,16 @@ impl Service {
         let account = self.active_account(account.id).await?;
         // The new password revoked every trusted device, this browser's too.
         let kind = state.token_kind();
-        self.advance(account, state.methods, kind, false, None, meta)
-            .await
+        self.advance(
+            account,
+            state.methods,
+            kind,
+            false,
+            None,
+            state.workspace,
+            meta,
+        )
+        .await
     }
 
     pub(crate) async fn active_account(&self, id: Id) -> Result<Account, AppError> {
@@ -298,8 +324,15 @@ impl Service {
         methods: Vec<String>,
         kind: TokenKind,
         rehash: Option<String>,
+        workspace: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<Issued, AppError> {
+        // Tenancy comes last: every other step has been passed by now.
+        let context = self.resolve_login_context(&account, workspace).await?;
+        let branch = match &context {
+            LoginContext::Branch(c) => Some(c.as_ref()),
+            _ => None,
+        };
         let now = self.now();
         let s = &self.cfg.session;
         let session = Session {
@@ -313,10 +346,12 @@ impl Service {
             last_seen_at: now,
             expires_at: now.plus(Duration::from_secs(s.refresh_absolute_seconds)),
             revoked_at: None,
+            workspace_id: branch.map(|c| c.workspace.id),
+            branch_id: branch.map(|c| c.branch.id),
         };
         // Sign before writing, so a missing key fails without leaving a session behind.
         let access = match kind {
-            TokenKind::Refresh => Some(self.sign_access(&account, session.id)?),
+            TokenKind::Refresh => Some(self.sign_access(&account, session.id, branch)?),
             TokenKind::Web => None,
         };
         let token = opaque_token()?;
@@ -344,10 +379,18 @@ impl Service {
             token: Secret::new(token),
             token_expires_in: s.refresh_idle_seconds,
             trusted_device: None,
+            context,
         })
     }
 
-    fn sign_access(&self, account: &Account, session_id: Id) -> Result<String, AppError> {
+    /// Signs an access token: branch-scoped (`ws`, `br`, the roles held there) with a
+    /// context, account-scoped (the account's global roles) without.
+    pub(crate) fn sign_access(
+        &self,
+        account: &Account,
+        session_id: Id,
+        ctx: Option<&BranchContext>,
+    ) -> Result<String, AppError> {
         let now = self.now().unix_seconds();
         let ttl = i64::try_from(self.cfg.jwt.access_ttl_seconds).unwrap_or(900);
         self.keys.sign(&Claims {
@@ -360,10 +403,13 @@ impl Service {
             nbf: now,
             exp: now + ttl,
             typ: "access".into(),
-            scope: "account".into(),
-            ws: None,
-            br: None,
-            roles: account.roles.clone(),
+            scope: if ctx.is_some() { "branch" } else { "account" }.into(),
+            ws: ctx.map(|c| c.workspace.id),
+            br: ctx.map(|c| c.branch.id),
+            roles: match ctx {
+                Some(c) => c.roles.clone(),
+                None => account.roles.clone(),
+            },
         })
     }
 
@@ -397,7 +443,19 @@ impl Service {
                 let account = account
                     .filter(|a| a.status == AccountStatus::Active)
                     .ok_or(Code::ACCOUNT_DISABLED)?;
-                let access = self.sign_access(&account, session.id)?;
+                // Membership and roles are re-read: a disabled member or a removed role
+                // takes effect here.
+                let context = match session.branch_id {
+                    Some(branch) => LoginContext::Branch(Box::new(
+                        self.branch_context(account.id, branch).await?,
+                    )),
+                    None => LoginContext::Account,
+                };
+                let branch = match &context {
+                    LoginContext::Branch(c) => Some(c.as_ref()),
+                    _ => None,
+                };
+                let access = self.sign_access(&account, session.id, branch)?;
                 Ok(Issued {
                     account,
                     session_id: session.id,
@@ -409,6 +467,7 @@ impl Service {
                         .as_secs()
                         .min(s.refresh_idle_seconds),
                     trusted_device: None,
+                    context,
                 })
             }
             Rotation::Reused {
@@ -456,6 +515,8 @@ impl Service {
                 gatehouse_domain::Timestamp::from_millis(claims.exp * 1000),
             )),
             via: AuthVia::Bearer,
+            workspace_id: claims.ws,
+            branch_id: claims.br,
         })
     }
 
@@ -477,6 +538,69 @@ impl Service {
             session_id: session.id,
             jti: None,
             via: AuthVia::Cookie,
+            workspace_id: session.workspace_id,
+            branch_id: session.branch_id,
+        })
+    }
+
+    /// Moves the caller's session into `branch_id` (first choice or a later switch): a new
+    /// branch-scoped access token and a rotated refresh token for the same session. The
+    /// caller's old access token is denied.
+    #[tracing::instrument(skip_all, fields(account_id = %p.account_id))]
+    pub async fn select_branch(
+        &self,
+        p: &Principal,
+        branch_id: Id,
+        meta: &RequestMeta,
+    ) -> Result<Issued, AppError> {
+        let account = self.me(p).await?;
+        let ctx = self.branch_context(account.id, branch_id).await?;
+        let now = self.now();
+        let idle = self.cfg.session.refresh_idle_seconds;
+        let access = self.sign_access(&account, p.session_id, Some(&ctx))?;
+        let token = opaque_token()?;
+        let new = NewToken {
+            hash: digest(&token),
+            expires_at: now.plus(Duration::from_secs(idle)),
+        };
+        let moved = self
+            .store
+            .set_session_context(
+                p.session_id,
+                Some(ctx.workspace.id),
+                Some(ctx.branch.id),
+                Some(&new),
+                now,
+            )
+            .await
+            .map_err(store_err)?;
+        if !moved {
+            return Err(Code::TOKEN_REVOKED.into());
+        }
+        self.deny_access_token(p).await?;
+        self.audit(
+            event(meta, now, "session.select_branch", "success")
+                .actor(Some(account.id))
+                .target(Some(account.id))
+                .details(serde_json::json!({ "sessionId": p.session_id,
+                    "workspaceId": ctx.workspace.id, "branchId": ctx.branch.id })),
+        )
+        .await;
+        let session = self
+            .store
+            .session_by_id(p.session_id)
+            .await
+            .map_err(store_err)?;
+        let left = session.map_or(idle, |s| now.until(s.expires_at).as_secs().min(idle));
+        Ok(Issued {
+            account,
+            session_id: p.session_id,
+            access_token: Some(Secret::new(access)),
+            expires_in: self.cfg.jwt.access_ttl_seconds,
+            token: Secret::new(token),
+            token_expires_in: left,
+            trusted_device: None,
+            context: LoginContext::Branch(Box::new(ctx)),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod password;
 pub mod ratelimit;
 pub mod service;
+pub mod tenancy;
 pub mod tokens;
 pub mod totp;
 

@@ -31,6 +31,8 @@ pub struct LoginOptions {
     pub remember_device: bool,
     /// The browser's trusted-device cookie, if any.
     pub device: Option<Secret>,
+    /// The workspace (slug) to sign in to, for accounts in several.
+    pub workspace: Option<String>,
 }
 
 /// A new TOTP secret as the user sees it once: for typing, for apps, and as a QR code.
@@ -107,6 +109,8 @@ impl Service {
     }
 
     /// Opens a challenge for the next owed step, or issues tokens when nothing is owed.
+    // Each argument is a piece of login state that a challenge carries between steps.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn advance(
         &self,
         account: Account,
@@ -114,15 +118,16 @@ impl Service {
         kind: TokenKind,
         trusted: bool,
         rehash: Option<String>,
+        workspace: Option<String>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, AppError> {
         match self.owed_step(&account, &methods, trusted).await? {
             Some(step) => self
-                .open_challenge(account, step, kind, methods, trusted)
+                .open_challenge(account, step, kind, methods, trusted, workspace)
                 .await
                 .map(LoginOutcome::Step),
             None => self
-                .issue(account, methods, kind, rehash, meta)
+                .issue(account, methods, kind, rehash, workspace.as_deref(), meta)
                 .await
                 .map(LoginOutcome::Done),
         }
@@ -160,7 +165,15 @@ impl Service {
         }
         let remember = opts.remember_device && has_second_factor(&methods);
         let outcome = self
-            .advance(account, methods, kind, trusted, rehash, meta)
+            .advance(
+                account,
+                methods,
+                kind,
+                trusted,
+                rehash,
+                opts.workspace.clone(),
+                meta,
+            )
             .await?;
         self.finish_second_factor(outcome, remember, meta).await
     }
@@ -175,12 +188,21 @@ impl Service {
         let LoginOutcome::Done(mut issued) = outcome else {
             return Ok(outcome);
         };
-        lockout::reset(self.cache.as_ref(), &issued.account.email).await?;
-        if let Some(u) = &issued.account.username {
-            lockout::reset(self.cache.as_ref(), u).await?;
+        // The session is already committed: nothing below may turn the sign-in into an
+        // error, or the client would be refused a session that exists. Missing either step
+        // only makes things stricter (failures stay counted; the browser is not trusted).
+        let keys = std::iter::once(issued.account.email.as_str())
+            .chain(issued.account.username.as_deref());
+        for key in keys {
+            if let Err(e) = lockout::reset(self.cache.as_ref(), key).await {
+                tracing::warn!(error = %e, "lockout counters not cleared after sign-in");
+            }
         }
         if remember {
-            issued.trusted_device = Some(self.trust_device(issued.account.id, meta).await?);
+            match self.trust_device(issued.account.id, meta).await {
+                Ok(device) => issued.trusted_device = Some(device),
+                Err(e) => tracing::warn!(error = %e, "browser not remembered after sign-in"),
+            }
         }
         Ok(LoginOutcome::Done(issued))
     }
@@ -288,7 +310,15 @@ impl Service {
         state.methods.push(method.to_string());
         let kind = state.token_kind();
         let outcome = self
-            .advance(account, state.methods, kind, state.trusted, None, meta)
+            .advance(
+                account,
+                state.methods,
+                kind,
+                state.trusted,
+                None,
+                state.workspace,
+                meta,
+            )
             .await?;
         self.finish_second_factor(outcome, remember, meta).await
     }

@@ -18,6 +18,9 @@ pub struct Principal {
     /// The access token's `jti` and expiry (bearer only), for the denylist at logout.
     pub jti: Option<(String, Timestamp)>,
     pub via: AuthVia,
+    /// The workspace and branch of a branch-scoped token or session (`None`: account scope).
+    pub workspace_id: Option<Id>,
+    pub branch_id: Option<Id>,
 }
 
 /// How the caller authenticated.

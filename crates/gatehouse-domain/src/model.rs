@@ -96,6 +96,9 @@ pub struct Session {
     /// Absolute end of the session, whatever its activity.
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The workspace and branch this session acts in (branch-scoped tokens), if any.
+    pub workspace_id: Option<Id>,
+    pub branch_id: Option<Id>,
 }
 
 /// A refresh or web-session token to store, by its SHA-256 only.
@@ -266,4 +269,78 @@ pub struct TrustedDevice {
     pub created_at: Timestamp,
     pub last_used_at: Timestamp,
     pub expires_at: Timestamp,
+}
+
+/// `ACTIVE` or `DISABLED`: the same two states accounts have, for workspaces, branches and
+/// memberships.
+pub type Status = AccountStatus;
+
+/// A tenant: members, branches and roles live inside one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    pub id: Id,
+    pub slug: String,
+    pub name: String,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A branch (site, store, team) of a workspace; branch-scoped tokens name one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Branch {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub code: String,
+    pub name: String,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An account's membership of a workspace, with its branches and workspace-wide roles.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub id: Id,
+    pub account_id: Id,
+    pub workspace_id: Id,
+    pub status: Status,
+    /// Branches the member belongs to (branch membership rows).
+    pub branch_ids: Vec<Id>,
+    /// Codes of the roles held across the whole workspace.
+    pub roles: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A named set of permissions; `workspace_id` `None` makes it global (usable everywhere).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Role {
+    pub id: Id,
+    pub workspace_id: Option<Id>,
+    pub code: String,
+    pub permissions: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A new membership: the member row, its branches and its workspace-wide role ids.
+#[derive(Clone, Debug)]
+pub struct NewMember {
+    pub member: Member,
+    pub role_ids: Vec<Id>,
+}
+
+/// One row of an account's memberships: a workspace, the member's status there, and one
+/// of its branches (with the branch membership's status), if it has any.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    pub member_id: Id,
+    pub member_status: Status,
+    pub workspace: Workspace,
+    pub branch: Option<(Branch, Status)>,
 }

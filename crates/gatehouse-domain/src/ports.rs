@@ -1,8 +1,9 @@
 //! Ports: what the core needs from the outside world. Adapters live in other crates.
 
 use crate::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, Paged,
-    RefreshPolicy, Rotation, Session, SigningKey, TotpCredential, TrustedDevice,
+    Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, Membership,
+    NewMember, NewToken, Page, Paged, RefreshPolicy, Role, Rotation, Session, SigningKey, Status,
+    TotpCredential, TrustedDevice, Workspace,
 };
 use crate::{Id, Timestamp};
 use async_trait::async_trait;
@@ -239,10 +240,93 @@ pub trait MfaStore: Send + Sync {
     ) -> StoreResult<u64>;
 }
 
+/// Workspaces, branches, memberships and roles. Every change writes its audit row in the
+/// same transaction; `Conflict` on a taken slug, code or membership.
+#[async_trait]
+pub trait TenancyStore: Send + Sync {
+    async fn create_workspace(&self, w: &Workspace, audit: &AuditEvent) -> StoreResult<()>;
+    async fn workspace_by_id(&self, id: Id) -> StoreResult<Option<Workspace>>;
+    async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>>;
+    async fn list_workspaces(&self, page: Page) -> StoreResult<Paged<Workspace>>;
+    async fn set_workspace_status(
+        &self,
+        id: Id,
+        status: Status,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Workspace>>;
+    async fn create_branch(&self, b: &Branch, audit: &AuditEvent) -> StoreResult<()>;
+    async fn branch_by_id(&self, id: Id) -> StoreResult<Option<Branch>>;
+    async fn branch_by_code(&self, workspace_id: Id, code: &str) -> StoreResult<Option<Branch>>;
+    async fn list_branches(&self, workspace_id: Id, page: Page) -> StoreResult<Paged<Branch>>;
+    async fn set_branch_status(
+        &self,
+        id: Id,
+        status: Status,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Branch>>;
+    /// Inserts the member, its branch memberships and workspace-wide roles, atomically.
+    async fn create_member(&self, new: &NewMember, audit: &AuditEvent) -> StoreResult<()>;
+    async fn member_by_id(&self, id: Id) -> StoreResult<Option<Member>>;
+    async fn member_of(&self, account_id: Id, workspace_id: Id) -> StoreResult<Option<Member>>;
+    async fn list_members(&self, workspace_id: Id, page: Page) -> StoreResult<Paged<Member>>;
+    async fn set_member_status(
+        &self,
+        id: Id,
+        status: Status,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Member>>;
+    async fn create_role(&self, role: &Role, audit: &AuditEvent) -> StoreResult<()>;
+    /// The role `code` usable in `workspace_id`: the workspace's own first, else the global one.
+    async fn role_for(&self, workspace_id: Option<Id>, code: &str) -> StoreResult<Option<Role>>;
+    /// Global roles plus those of `workspace_id`; every role when `None`.
+    async fn list_roles(&self, workspace_id: Option<Id>, page: Page) -> StoreResult<Paged<Role>>;
+    /// Grants a role to the member (workspace-wide) or to its membership of `branch_id`.
+    /// `false` if the member has no such branch membership. Granting twice is a no-op.
+    async fn grant_role(
+        &self,
+        member_id: Id,
+        branch_id: Option<Id>,
+        role_id: Id,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Takes a role back; `false` if it was not held there.
+    async fn revoke_role(
+        &self,
+        member_id: Id,
+        branch_id: Option<Id>,
+        role_id: Id,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Every membership of the account, one row per branch (or one without a branch).
+    async fn memberships(&self, account_id: Id) -> StoreResult<Vec<Membership>>;
+    /// The member's workspace-wide roles plus, with `branch_id`, those of that branch.
+    async fn member_roles(&self, member_id: Id, branch_id: Option<Id>) -> StoreResult<Vec<Role>>;
+    /// Points an active session at a workspace and branch and, with `token`, replaces its
+    /// live refresh tokens by `token`, in one transaction. `false` if the session is not active.
+    async fn set_session_context(
+        &self,
+        session_id: Id,
+        workspace_id: Option<Id>,
+        branch_id: Option<Id>,
+        token: Option<&NewToken>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
 /// Everything durable, as one handle.
 #[async_trait]
 pub trait Store:
-    AccountStore + CredentialStore + SessionStore + KeyStore + SettingStore + AuditStore + MfaStore
+    AccountStore
+    + CredentialStore
+    + SessionStore
+    + KeyStore
+    + SettingStore
+    + AuditStore
+    + MfaStore
+    + TenancyStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

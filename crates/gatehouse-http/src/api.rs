@@ -1,6 +1,6 @@
 //! `/api/v1`: thin handlers that extract, call the core, and map to the envelope.
 
-use crate::auth_extract::{Admin, Auth, check_csrf};
+use crate::auth_extract::{Auth, RequirePermission, check_csrf, perm};
 use crate::body::{Fields, JsonBody, path_id};
 use crate::envelope::{ApiError, ApiResult, ok, ok_status};
 use crate::openapi::{RouteDoc, Routes, Security};
@@ -11,6 +11,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use gatehouse_core::admin::CreateUser;
 use gatehouse_core::auth::{Issued, LoginOutcome};
+use gatehouse_core::tenancy::LoginContext;
 use gatehouse_core::tokens::opaque_token;
 use gatehouse_domain::model::{AccountStatus, AuditFilter, Page, Session, TokenKind};
 use gatehouse_domain::{AppError, Code, FieldError, Id, Secret, Timestamp};
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 mod mfa;
+mod tenancy;
 
 const AUTH: &str = "auth";
 const ADMIN: &str = "admin";
@@ -46,6 +48,7 @@ pub fn routes() -> Routes {
                     ("password", "string", true),
                     ("totp", "string", false),
                     ("rememberDevice", "boolean", false),
+                    ("workspace", "string", false),
                 ],
                 codes: &[
                     C::AUTH_LOGIN_SUCCESS,
@@ -56,6 +59,10 @@ pub fn routes() -> Routes {
                     C::MFA_CODE_INVALID,
                     C::ACCOUNT_DISABLED,
                     C::ACCOUNT_LOCKED,
+                    C::PASSWORD_LOGIN_DISABLED,
+                    C::WORKSPACE_DISABLED,
+                    C::MEMBER_DISABLED,
+                    C::PERMISSION_REQUIRED,
                     C::JWT_KEY_NOT_CONFIGURED,
                 ],
                 ..RouteDoc::new(
@@ -101,6 +108,9 @@ pub fn routes() -> Routes {
                     C::TOKEN_REVOKED,
                     C::REFRESH_TOKEN_REUSED,
                     C::ACCOUNT_DISABLED,
+                    C::WORKSPACE_DISABLED,
+                    C::MEMBER_DISABLED,
+                    C::PERMISSION_REQUIRED,
                 ],
                 ..RouteDoc::new(
                     "POST",
@@ -135,8 +145,18 @@ pub fn routes() -> Routes {
         .at(
             RouteDoc {
                 security: Security::User,
-                codes: &[C::OK],
-                ..RouteDoc::new("GET", "/api/v1/auth/me", AUTH, "The signed-in account")
+                codes: &[
+                    C::OK,
+                    C::WORKSPACE_DISABLED,
+                    C::MEMBER_DISABLED,
+                    C::PERMISSION_REQUIRED,
+                ],
+                ..RouteDoc::new(
+                    "GET",
+                    "/api/v1/auth/me",
+                    AUTH,
+                    "The signed-in account, its workspace, branch, roles and permissions",
+                )
             },
             get(me),
         )
@@ -305,6 +325,7 @@ pub fn routes() -> Routes {
             get(admin_audit),
         )
         .merge(mfa::routes())
+        .merge(tenancy::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {
@@ -345,21 +366,53 @@ fn issued_response_with(
     recovery_codes: Option<Vec<String>>,
 ) -> Response {
     let refresh = issued.token.expose().to_string();
-    let mut data = json!({
-        "account": issued.account,
-        "workspace": null,
-        "member": null,
-        "branches": [],
-        "auth": {
-            "tokenType": "Bearer",
-            "accessToken": issued.access_token.as_ref().map(Secret::expose),
-            "refreshToken": refresh,
-            "expiresIn": issued.expires_in,
-            "refreshExpiresIn": issued.token_expires_in,
-        },
-        "sessionId": issued.session_id,
-        "nextAction": { "type": "load_current_context" },
-    });
+    let access = issued.access_token.as_ref().map(Secret::expose);
+    let mut data = match &issued.context {
+        LoginContext::Select(branches) => json!({
+            "branches": branches,
+            "auth": {
+                "tokenType": "Bearer",
+                "accountAccessToken": access,
+                "refreshToken": refresh,
+            },
+            "nextAction": { "type": "select_branch", "redirectTo": "/select-branch" },
+        }),
+        context => {
+            let (workspace, member, branch, branches, roles) = match context {
+                LoginContext::Branch(c) => (
+                    json!(c.workspace),
+                    json!(c.member),
+                    json!(c.branch),
+                    json!(c.branches),
+                    json!(c.roles),
+                ),
+                _ => (
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    json!([]),
+                    json!(issued.account.roles),
+                ),
+            };
+            json!({
+                "account": issued.account,
+                "workspace": workspace,
+                "member": member,
+                "branch": branch,
+                "branches": branches,
+                "roles": roles,
+                "auth": {
+                    "tokenType": "Bearer",
+                    "accessToken": access,
+                    "refreshToken": refresh,
+                    "expiresIn": issued.expires_in,
+                    "refreshExpiresIn": issued.token_expires_in,
+                },
+                "sessionId": issued.session_id,
+                "nextAction": { "type": "load_current_context" },
+            })
+        }
+    };
     if let Some(codes) = recovery_codes {
         data["recoveryCodes"] = json!(codes);
     }
@@ -405,6 +458,7 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, body: JsonBody) ->
         totp: f.opt_secret("totp", 64),
         remember_device: f.opt_bool("rememberDevice").unwrap_or(false),
         device: cookies::get(&headers, &cookies::name(&s.http, cookies::DEVICE)).map(Secret::new),
+        workspace: f.opt_str("workspace", 64),
     };
     f.finish()?;
     let outcome = s
@@ -480,17 +534,38 @@ async fn logout_all(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
     Ok(res)
 }
 
+/// The caller with its context: for a branch-scoped caller the workspace, membership and
+/// branch (re-checked, so a disabled member is refused here too), the roles held (global
+/// account roles plus the branch's) and the effective permissions.
 async fn me(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
-    let account = s.svc.me(&p).await?;
-    let roles = account.roles.clone();
+    let (account, global_perms, _) = s.svc.permissions_in(&p, None).await?;
+    let mut roles = account.roles.clone();
+    let (workspace, member, branch, permissions) = match p.branch_id {
+        Some(_) => {
+            let c = s.svc.current_branch(&p).await?;
+            roles.extend(c.roles.iter().cloned());
+            let perms = if global_perms.is_empty() {
+                c.permissions.clone()
+            } else {
+                global_perms
+            };
+            (json!(c.workspace), json!(c.member), json!(c.branch), perms)
+        }
+        None => (Value::Null, Value::Null, Value::Null, global_perms),
+    };
+    roles.sort();
+    roles.dedup();
     Ok(ok(
         Code::OK,
         json!({
             "account": account,
             "sessionId": p.session_id,
-            "workspace": null,
-            "branch": null,
+            "scope": if p.branch_id.is_some() { "branch" } else { "account" },
+            "workspace": workspace,
+            "member": member,
+            "branch": branch,
             "roles": roles,
+            "permissions": permissions,
         }),
     ))
 }
@@ -567,7 +642,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok().filter(|s| s.len() <= 1024)
 }
 
-fn page_of(q: &HashMap<String, String>) -> Result<Page, ApiError> {
+pub(crate) fn page_of(q: &HashMap<String, String>) -> Result<Page, ApiError> {
     let mut errors = Vec::new();
     let mut num = |k: &str, default: u32, max: u32| match q.get(k) {
         None => default,
@@ -590,7 +665,7 @@ fn page_of(q: &HashMap<String, String>) -> Result<Page, ApiError> {
     }
 }
 
-fn list<T: serde::Serialize>(items: Vec<T>, total: u64, page: Page) -> Response {
+pub(crate) fn list<T: serde::Serialize>(items: Vec<T>, total: u64, page: Page) -> Response {
     ok(
         Code::OK,
         json!({ "items": items, "page": page.page, "pageSize": page.page_size, "total": total }),
@@ -599,7 +674,7 @@ fn list<T: serde::Serialize>(items: Vec<T>, total: u64, page: Page) -> Response 
 
 async fn admin_create_user(
     State(s): State<AppState>,
-    Admin(p): Admin,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
     body: JsonBody,
 ) -> ApiResult {
     let mut f = Fields::new(body);
@@ -621,7 +696,7 @@ async fn admin_create_user(
 
 async fn admin_list_users(
     State(s): State<AppState>,
-    _: Admin,
+    _: RequirePermission<perm::UsersRead>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let q = query_params(raw)?;
@@ -633,14 +708,18 @@ async fn admin_list_users(
     Ok(list(found.items, found.total, page))
 }
 
-async fn admin_get_user(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult {
+async fn admin_get_user(
+    State(s): State<AppState>,
+    _: RequirePermission<perm::UsersRead>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let account = s.svc.find_user(&path_id(&id)?.to_string()).await?;
     Ok(ok(Code::OK, account))
 }
 
 async fn admin_disable(
     State(s): State<AppState>,
-    Admin(p): Admin,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let a = s
@@ -657,7 +736,7 @@ async fn admin_disable(
 
 async fn admin_enable(
     State(s): State<AppState>,
-    Admin(p): Admin,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let a = s
@@ -674,7 +753,7 @@ async fn admin_enable(
 
 async fn admin_unlock(
     State(s): State<AppState>,
-    Admin(p): Admin,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let a = s
@@ -686,7 +765,7 @@ async fn admin_unlock(
 
 async fn admin_require_password_change(
     State(s): State<AppState>,
-    Admin(p): Admin,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let a = s
@@ -696,7 +775,7 @@ async fn admin_require_password_change(
     Ok(ok(Code::OK, a))
 }
 
-fn opt_id(q: &HashMap<String, String>, k: &str) -> Result<Option<Id>, ApiError> {
+pub(crate) fn opt_id(q: &HashMap<String, String>, k: &str) -> Result<Option<Id>, ApiError> {
     q.get(k)
         .map(|v| {
             v.parse::<Id>().map_err(|_| {
@@ -706,7 +785,11 @@ fn opt_id(q: &HashMap<String, String>, k: &str) -> Result<Option<Id>, ApiError> 
         .transpose()
 }
 
-async fn admin_sessions(State(s): State<AppState>, _: Admin, RawQuery(raw): RawQuery) -> ApiResult {
+async fn admin_sessions(
+    State(s): State<AppState>,
+    _: RequirePermission<perm::SessionsRead>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = query_params(raw)?;
     let page = page_of(&q)?;
     let found = s
@@ -718,7 +801,11 @@ async fn admin_sessions(State(s): State<AppState>, _: Admin, RawQuery(raw): RawQ
     Ok(list(found.items, found.total, page))
 }
 
-async fn admin_audit(State(s): State<AppState>, _: Admin, RawQuery(raw): RawQuery) -> ApiResult {
+async fn admin_audit(
+    State(s): State<AppState>,
+    _: RequirePermission<perm::AuditRead>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = query_params(raw)?;
     let page = page_of(&q)?;
     let time = |k: &str| -> Result<Option<Timestamp>, ApiError> {

@@ -1,5 +1,6 @@
 //! Who is calling: a `Bearer` access token, or the web-session cookie (then unsafe methods
-//! also need a CSRF token). `Admin` additionally needs the `admin` role.
+//! also need a CSRF token). `RequirePermission<P>` additionally needs permission `P`
+//! instance-wide (deny by default); `RequireBranch` needs a branch-scoped caller.
 
 use crate::envelope::ApiError;
 use crate::{AppState, context, cookies};
@@ -13,8 +14,45 @@ use gatehouse_domain::{AppError, Code};
 /// An authenticated caller.
 pub struct Auth(pub Principal);
 
-/// An authenticated caller with the `admin` role.
-pub struct Admin(pub Principal);
+/// A permission an extractor can demand, as a type (`RequirePermission<perm::UsersRead>`).
+pub trait Permission {
+    /// The permission string, as roles hold it.
+    const NAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($($ty:ident = $name:literal;)*) => {
+        $(
+            #[doc = concat!("The `", $name, "` permission.")]
+            pub struct $ty;
+            impl super::Permission for $ty {
+                const NAME: &'static str = $name;
+            }
+        )*
+    };
+}
+
+/// The permissions instance-wide admin routes demand.
+pub mod perm {
+    permissions! {
+        UsersRead = "users:read";
+        UsersWrite = "users:write";
+        SessionsRead = "sessions:read";
+        AuditRead = "audit:read";
+        SettingsRead = "settings:read";
+        SettingsWrite = "settings:write";
+        WorkspacesRead = "workspaces:read";
+        WorkspacesWrite = "workspaces:write";
+    }
+}
+
+/// An authenticated caller holding permission `P` instance-wide (today: the account role
+/// `admin`); `PERMISSION_REQUIRED` naming `P` otherwise.
+pub struct RequirePermission<P>(pub Principal, pub std::marker::PhantomData<P>);
+
+/// A branch-scoped caller and its (re-checked) context; account-scoped callers get
+/// `BRANCH_CONTEXT_REQUIRED`.
+pub struct RequireBranch(pub Box<gatehouse_core::tenancy::BranchContext>);
 
 /// Longest bearer token we bother to parse.
 const MAX_BEARER: usize = 4096;
@@ -69,12 +107,22 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl<P: Permission + Send + Sync> FromRequestParts<AppState> for RequirePermission<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Auth(p) = Auth::from_request_parts(parts, state).await?;
-        state.svc.require_admin(&p).await?;
-        Ok(Admin(p))
+        state.svc.require_permission(&p, P::NAME, None).await?;
+        Ok(RequirePermission(p, std::marker::PhantomData))
+    }
+}
+
+impl FromRequestParts<AppState> for RequireBranch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(p) = Auth::from_request_parts(parts, state).await?;
+        let ctx = state.svc.current_branch(&p).await?;
+        Ok(RequireBranch(Box::new(ctx)))
     }
 }

@@ -15,7 +15,7 @@ pub enum Security {
     Csrf,
     /// Bearer token, or the session cookie plus `X-CSRFToken` on unsafe methods.
     User,
-    /// As `User`, with the `admin` role.
+    /// As `User`, holding the route's permission (`PERMISSION_REQUIRED` otherwise).
     Admin,
 }
 

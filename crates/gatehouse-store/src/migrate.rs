@@ -10,6 +10,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         include_str!("../migrations/sqlite/0001_core.sql"),
     ),
     (2, "mfa", include_str!("../migrations/sqlite/0002_mfa.sql")),
+    (
+        3,
+        "tenancy",
+        include_str!("../migrations/sqlite/0003_tenancy.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -22,6 +27,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         2,
         "mfa",
         include_str!("../migrations/postgres/0002_mfa.sql"),
+    ),
+    (
+        3,
+        "tenancy",
+        include_str!("../migrations/postgres/0003_tenancy.sql"),
     ),
 ];
 

@@ -5,8 +5,9 @@
 
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, LoginCommit, NewToken, Page, RefreshPolicy,
-    Rotation, Session, SessionStatus, SigningKey, TokenKind, TrustedDevice,
+    Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, NewMember,
+    NewToken, Page, RefreshPolicy, Role, Rotation, Session, SessionStatus, SigningKey, Status,
+    TokenKind, TrustedDevice, Workspace,
 };
 use gatehouse_domain::ports::{NewAccount, Store, StoreError};
 use gatehouse_domain::{Id, Timestamp};
@@ -147,6 +148,15 @@ macro_rules! conformance {
 }
 
 conformance! {
+    case_role_codes_are_unique_per_scope_including_global =>
+        role_codes_are_unique_per_scope_including_global_sqlite,
+        role_codes_are_unique_per_scope_including_global_postgres;
+    case_members_carry_branches_and_roles =>
+        members_carry_branches_and_roles_sqlite,
+        members_carry_branches_and_roles_postgres;
+    case_session_context_moves_the_session_and_rotates_refresh =>
+        session_context_moves_the_session_and_rotates_refresh_sqlite,
+        session_context_moves_the_session_and_rotates_refresh_postgres;
     case_totp_goes_pending_then_active_and_steps_only_move_forward =>
         totp_goes_pending_then_active_and_steps_only_move_forward_sqlite,
         totp_goes_pending_then_active_and_steps_only_move_forward_postgres;
@@ -387,6 +397,8 @@ fn login_commit(account_id: Id, kind: TokenKind, created: Timestamp) -> LoginCom
             last_seen_at: created,
             expires_at: created.plus(ms(SESSION_LIFETIME)),
             revoked_at: None,
+            workspace_id: None,
+            branch_id: None,
         },
         token: NewToken {
             hash: token_hash(),
@@ -2103,5 +2115,191 @@ async fn case_trusted_devices_match_their_account_and_go_with_password_or_mfa(
             .unwrap()
             .is_empty(),
         "a reset ends trust"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenancy
+// ---------------------------------------------------------------------------------------
+
+fn role(code: &str, workspace_id: Option<Id>, permissions: &[&str]) -> Role {
+    Role {
+        id: new_id(),
+        workspace_id,
+        code: code.into(),
+        permissions: permissions.iter().map(|p| p.to_string()).collect(),
+        created_at: at(0),
+        updated_at: at(0),
+    }
+}
+
+async fn tenant(store: &dyn Store, slug: &str, codes: &[&str]) -> (Workspace, Vec<Branch>) {
+    let w = Workspace {
+        id: new_id(),
+        slug: slug.into(),
+        name: slug.into(),
+        status: Status::Active,
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    store
+        .create_workspace(&w, &audit("ws", at(0)))
+        .await
+        .unwrap();
+    let mut branches = Vec::new();
+    for code in codes {
+        let b = Branch {
+            id: new_id(),
+            workspace_id: w.id,
+            code: code.to_string(),
+            name: code.to_string(),
+            status: Status::Active,
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        store
+            .create_branch(&b, &audit("branch", at(0)))
+            .await
+            .unwrap();
+        branches.push(b);
+    }
+    (w, branches)
+}
+
+async fn case_role_codes_are_unique_per_scope_including_global(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (w, _) = tenant(store, "acme", &[]).await;
+    let seeded = store.role_for(None, "admin").await.unwrap().unwrap();
+    assert_eq!(seeded.permissions, vec!["*".to_string()]);
+    store
+        .create_role(&role("ops", None, &["audit:read"]), &audit("r", at(0)))
+        .await
+        .unwrap();
+    let again = store
+        .create_role(&role("ops", None, &[]), &audit("r", at(0)))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict)),
+        "two global roles with one code: {again:?}"
+    );
+    let own = role("ops", Some(w.id), &["members:read"]);
+    store.create_role(&own, &audit("r", at(0))).await.unwrap();
+    let again = store
+        .create_role(&role("ops", Some(w.id), &[]), &audit("r", at(0)))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(
+        store.role_for(Some(w.id), "ops").await.unwrap().unwrap().id,
+        own.id,
+        "the workspace's own role wins"
+    );
+    let global = store.role_for(None, "ops").await.unwrap().unwrap();
+    assert_eq!(global.workspace_id, None);
+    let listed = store.list_roles(None, page(1, 100)).await.unwrap();
+    assert_eq!(listed.total, 4);
+}
+
+async fn case_members_carry_branches_and_roles(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let a = seed(store, "member").await;
+    let (w, b) = tenant(store, "acme", &["n", "s"]).await;
+    let user = store.role_for(Some(w.id), "user").await.unwrap().unwrap();
+    let admin = store.role_for(Some(w.id), "admin").await.unwrap().unwrap();
+    let m = Member {
+        id: new_id(),
+        account_id: a.id,
+        workspace_id: w.id,
+        status: Status::Active,
+        branch_ids: vec![b[0].id, b[1].id],
+        roles: vec!["user".into()],
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    let new = NewMember {
+        member: m.clone(),
+        role_ids: vec![user.id],
+    };
+    store.create_member(&new, &audit("m", at(0))).await.unwrap();
+    let again = store.create_member(&new, &audit("m", at(0))).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let got = store.member_of(a.id, w.id).await.unwrap().unwrap();
+    assert_eq!(got.roles, vec!["user".to_string()]);
+    assert_eq!(ids(got.branch_ids.clone()), ids([b[0].id, b[1].id]));
+    let rows = store.memberships(a.id).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        store
+            .grant_role(m.id, Some(b[1].id), admin.id, &audit("g", at(0)))
+            .await
+            .unwrap()
+    );
+    let in_s: Vec<String> = store
+        .member_roles(m.id, Some(b[1].id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.code)
+        .collect();
+    assert_eq!(in_s, vec!["admin".to_string(), "user".to_string()]);
+    let in_n = store.member_roles(m.id, Some(b[0].id)).await.unwrap();
+    assert_eq!(in_n.len(), 1, "branch roles stay in their branch");
+    assert!(
+        store
+            .revoke_role(m.id, None, user.id, &audit("r", at(0)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_role(m.id, None, user.id, &audit("r", at(0)))
+            .await
+            .unwrap()
+    );
+    let disabled = store
+        .set_member_status(m.id, Status::Disabled, at(1), &audit("d", at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(disabled.status, Status::Disabled);
+    assert!(disabled.roles.is_empty());
+}
+
+async fn case_session_context_moves_the_session_and_rotates_refresh(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let a = seed(store, "ctx").await;
+    let (w, b) = tenant(store, "acme", &["hq"]).await;
+    let (s, old) = login(store, a.id, TokenKind::Refresh, at(0)).await;
+    let new = fresh_token(at(SECOND));
+    assert!(
+        store
+            .set_session_context(s.id, Some(w.id), Some(b[0].id), Some(&new), at(SECOND))
+            .await
+            .unwrap()
+    );
+    let moved = session(store, s.id).await;
+    assert_eq!(
+        (moved.workspace_id, moved.branch_id),
+        (Some(w.id), Some(b[0].id))
+    );
+    let next = fresh_token(at(2 * SECOND));
+    match store
+        .rotate_refresh(&new.hash, &next, policy(at(2 * SECOND)))
+        .await
+        .unwrap()
+    {
+        Rotation::Rotated(s) => assert_eq!(s.branch_id, Some(b[0].id)),
+        other => panic!("expected rotation, got {other:?}"),
+    }
+    let replay = store
+        .rotate_refresh(&old, &fresh_token(at(3 * SECOND)), policy(at(3 * SECOND)))
+        .await
+        .unwrap();
+    assert!(matches!(replay, Rotation::Reused { .. }), "{replay:?}");
+    assert!(
+        !store
+            .set_session_context(s.id, None, None, None, at(4 * SECOND))
+            .await
+            .unwrap(),
+        "a revoked session cannot move"
     );
 }

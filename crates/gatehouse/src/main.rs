@@ -1,10 +1,12 @@
-//! `gatehouse`: serve, migrate, manage users and keys, check configuration.
+//! `gatehouse`: serve, migrate, manage users, workspaces, members and keys, check
+//! configuration.
 
 use clap::{Parser, Subcommand};
 use gatehouse::config::{self, Config};
 use gatehouse::{server, telemetry};
 use gatehouse_core::RequestMeta;
 use gatehouse_core::admin::CreateUser;
+use gatehouse_core::tenancy::AddMember;
 use gatehouse_domain::Secret;
 use gatehouse_domain::model::AccountStatus;
 use gatehouse_domain::ports::SystemClock;
@@ -41,6 +43,21 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        action: WorkspaceAction,
+    },
+    /// Manage workspace memberships.
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
+    },
+    /// Manage role grants.
+    Role {
+        #[command(subcommand)]
+        action: RoleAction,
     },
     /// Manage token-signing keys.
     Keys {
@@ -81,6 +98,56 @@ enum UserAction {
     Unlock { user: String },
     /// Set a password, read from standard input; revokes every session.
     SetPassword { user: String },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceAction {
+    /// Create a workspace.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Disable a workspace (by slug): its members can no longer sign in to it.
+    Disable { slug: String },
+    /// Enable a workspace (by slug).
+    Enable { slug: String },
+}
+
+#[derive(Subcommand)]
+enum MemberAction {
+    /// Make an account a member of a workspace.
+    Add {
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: String,
+        /// Account id, email or username.
+        #[arg(long)]
+        user: String,
+        /// Branch code (repeatable).
+        #[arg(long = "branch")]
+        branches: Vec<String>,
+        /// Workspace-wide role code (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleAction {
+    /// Grant a role to a member, workspace-wide (or in one branch with --branch).
+    Grant {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        role: String,
+        /// Branch code, to grant the role in that branch only.
+        #[arg(long)]
+        branch: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +224,102 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     state
                 );
             }
+            Ok(())
+        }
+        Command::Workspace { action } => {
+            let svc = server::service(&cfg, Arc::new(SystemClock)).await?;
+            match action {
+                WorkspaceAction::Create { slug, name } => {
+                    let w = svc
+                        .create_workspace(None, &slug, &name, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("created workspace {} ({})", w.slug, w.id);
+                }
+                WorkspaceAction::Disable { slug } => {
+                    let w = svc.workspace_by_slug(&slug).await.map_err(describe)?;
+                    svc.set_workspace_status(None, w.id, AccountStatus::Disabled, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("disabled workspace {}", w.slug);
+                }
+                WorkspaceAction::Enable { slug } => {
+                    let w = svc.workspace_by_slug(&slug).await.map_err(describe)?;
+                    svc.set_workspace_status(None, w.id, AccountStatus::Active, &meta)
+                        .await
+                        .map_err(describe)?;
+                    println!("enabled workspace {}", w.slug);
+                }
+            }
+            Ok(())
+        }
+        Command::Member {
+            action:
+                MemberAction::Add {
+                    workspace,
+                    user,
+                    branches,
+                    roles,
+                },
+        } => {
+            let svc = server::service(&cfg, Arc::new(SystemClock)).await?;
+            let w = svc.workspace_by_slug(&workspace).await.map_err(describe)?;
+            let a = svc.find_user(&user).await.map_err(describe)?;
+            let mut branch_ids = Vec::new();
+            for code in &branches {
+                let b = svc
+                    .store
+                    .branch_by_code(w.id, code)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no branch {code} in {}", w.slug))?;
+                branch_ids.push(b.id);
+            }
+            let input = AddMember {
+                account_id: a.id,
+                branch_ids,
+                roles,
+            };
+            let m = svc
+                .add_member(None, w.id, input, &meta)
+                .await
+                .map_err(describe)?;
+            println!("added {} to {} as member {}", a.email, w.slug, m.id);
+            Ok(())
+        }
+        Command::Role {
+            action:
+                RoleAction::Grant {
+                    workspace,
+                    user,
+                    role,
+                    branch,
+                },
+        } => {
+            let svc = server::service(&cfg, Arc::new(SystemClock)).await?;
+            let w = svc.workspace_by_slug(&workspace).await.map_err(describe)?;
+            let a = svc.find_user(&user).await.map_err(describe)?;
+            let m = svc.member_of(a.id, w.id).await.map_err(describe)?;
+            let branch_id = match &branch {
+                Some(code) => Some(
+                    svc.store
+                        .branch_by_code(w.id, code)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no branch {code} in {}", w.slug))?
+                        .id,
+                ),
+                None => None,
+            };
+            svc.change_member_roles(
+                None,
+                &m,
+                std::slice::from_ref(&role),
+                branch_id,
+                true,
+                &meta,
+            )
+            .await
+            .map_err(describe)?;
+            println!("granted {role} to {} in {}", a.email, w.slug);
             Ok(())
         }
         Command::User { action } => {

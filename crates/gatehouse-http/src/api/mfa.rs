@@ -3,7 +3,7 @@
 
 use super::{issued_response_with, login_response, meta};
 use crate::AppState;
-use crate::auth_extract::{Admin, Auth};
+use crate::auth_extract::{Auth, RequirePermission, perm};
 use crate::body::{Fields, JsonBody, path_id};
 use crate::envelope::{ApiResult, ok};
 use crate::openapi::{RouteDoc, Routes, Security};
@@ -396,11 +396,18 @@ async fn revoke_device(
     Ok(ok(Code::OK, Value::Null))
 }
 
-async fn settings(State(s): State<AppState>, _: Admin) -> ApiResult {
+async fn settings(
+    State(s): State<AppState>,
+    _: RequirePermission<perm::SettingsRead>,
+) -> ApiResult {
     Ok(ok(Code::OK, s.svc.instance_settings().await?))
 }
 
-async fn update_settings(State(s): State<AppState>, Admin(p): Admin, body: JsonBody) -> ApiResult {
+async fn update_settings(
+    State(s): State<AppState>,
+    RequirePermission(p, _): RequirePermission<perm::SettingsWrite>,
+    body: JsonBody,
+) -> ApiResult {
     let mut f = Fields::new(body);
     let patch = SettingsPatch {
         allow_password_login: f.opt_bool("allowPasswordLogin"),
@@ -418,7 +425,7 @@ async fn update_settings(State(s): State<AppState>, Admin(p): Admin, body: JsonB
 
 async fn admin_reset_mfa(
     State(s): State<AppState>,
-    Admin(p): Admin,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let a = s

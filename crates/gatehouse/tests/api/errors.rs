@@ -45,7 +45,19 @@ async fn junk_bodies_get_4xx_envelopes_on_every_endpoint(b: Backend) {
                 if let Some(t) = auth {
                     req = req.bearer_auth(t);
                 }
-                let r = Reply::of(req.send().await.unwrap()).await;
+                let r = match req.send().await {
+                    Ok(res) => Reply::of(res).await,
+                    // Over the body limit the server answers 413 without reading the rest
+                    // and closes; the client may see the reset before the answer.
+                    Err(e) if body.len() > 64 * 1024 => {
+                        assert!(
+                            e.is_request() || e.is_body() || e.is_connect(),
+                            "{path} {what}: {e}"
+                        );
+                        continue;
+                    }
+                    Err(e) => panic!("{path} {what}: {e}"),
+                };
                 let s = r.status.as_u16();
                 assert!((400..500).contains(&s), "{path} {what}: {s} {}", r.body);
                 assert_eq!(r.body["success"], false, "{path} {what}: {}", r.body);
@@ -90,18 +102,25 @@ async fn body_errors_have_their_own_codes(b: Backend) {
     r.expect(415, "UNSUPPORTED_MEDIA_TYPE");
     let r = Reply::of(client.post(&url).body("{}").send().await.unwrap()).await;
     r.expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    // A 413 is sent before the body is read, so the client can lose the race with the
+    // server's close; a few tries always see the answer.
     let big = json!({ "challengeToken": "x", "newPassword": "y".repeat(70_000) }).to_string();
-    let r = Reply::of(
-        client
+    let mut answered = None;
+    for _ in 0..5 {
+        let sent = browser()
             .post(&url)
             .header("content-type", "application/json")
-            .body(big)
+            .body(big.clone())
             .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    r.expect(413, "PAYLOAD_TOO_LARGE");
+            .await;
+        if let Ok(res) = sent {
+            answered = Some(Reply::of(res).await);
+            break;
+        }
+    }
+    answered
+        .expect("the 413 answer arrives")
+        .expect(413, "PAYLOAD_TOO_LARGE");
     let r = Reply::of(
         client
             .post(&url)

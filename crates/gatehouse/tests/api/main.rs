@@ -14,4 +14,5 @@ mod mfa;
 mod openapi;
 mod pages;
 mod secrets;
+mod tenancy;
 mod tokens;
