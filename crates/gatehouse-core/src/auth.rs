@@ -428,13 +428,16 @@ impl Service {
             hash: digest(&next),
             expires_at: now.plus(idle),
         };
-        match self
+        let hash = digest(token.expose());
+        // Everything the answer needs is read before the rotation commits: if the store
+        // fails here, the token is not spent and the client can simply retry.
+        let prepared = match self
             .store
-            .rotate_refresh(&digest(token.expose()), &new, policy)
+            .session_by_refresh_token(&hash)
             .await
             .map_err(store_err)?
         {
-            Rotation::Rotated(session) => {
+            Some(session) if session.status == SessionStatus::Active => {
                 let account = self
                     .store
                     .account_by_id(session.account_id)
@@ -450,6 +453,20 @@ impl Service {
                         self.branch_context(account.id, branch).await?,
                     )),
                     None => LoginContext::Account,
+                };
+                Some((session.id, account, context))
+            }
+            _ => None,
+        };
+        match self
+            .store
+            .rotate_refresh(&hash, &new, policy)
+            .await
+            .map_err(store_err)?
+        {
+            Rotation::Rotated(session) => {
+                let Some((_, account, context)) = prepared.filter(|p| p.0 == session.id) else {
+                    return Err(Code::TOKEN_REVOKED.into());
                 };
                 let branch = match &context {
                     LoginContext::Branch(c) => Some(c.as_ref()),

@@ -96,6 +96,8 @@ pub trait SessionStore: Send + Sync {
         policy: RefreshPolicy,
     ) -> StoreResult<Rotation>;
     async fn session_by_id(&self, id: Id) -> StoreResult<Option<Session>>;
+    /// The session a refresh token belongs to, whatever the token's state (read-only).
+    async fn session_by_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<Session>>;
     /// The active session behind a web-session cookie token.
     async fn session_by_web_token(
         &self,

@@ -504,6 +504,19 @@ macro_rules! sql_store {
                 row.as_ref().map(session_row).transpose().map_err(crate::map_err)
             }
 
+            async fn session_by_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<Session>> {
+                let sql = format!(
+                    "SELECT {SESSION_COLS} FROM session_token t JOIN auth_session s ON s.id = t.session_id \
+                     WHERE t.hash = $1 AND t.kind = 'REFRESH'"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(hash)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(crate::map_err)?;
+                row.as_ref().map(session_row).transpose().map_err(crate::map_err)
+            }
+
             async fn session_by_web_token(&self, hash: &[u8], now: Timestamp) -> StoreResult<Option<Session>> {
                 let sql = format!(
                     "SELECT {SESSION_COLS} FROM session_token t JOIN auth_session s ON s.id = t.session_id \
