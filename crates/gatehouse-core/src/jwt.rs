@@ -72,6 +72,7 @@ pub struct Keyring {
     set: Arc<RwLock<Arc<KeySet>>>,
     /// When an unknown `kid` last forced a reload (ms), so junk tokens cannot hammer the store.
     last_forced: Arc<AtomicI64>,
+    verified: Arc<VerifiedCache>,
 }
 
 /// Seconds a token may be early (`nbf`) or late (`exp`) to absorb clock skew between hosts.
@@ -84,6 +85,7 @@ impl Keyring {
             cfg,
             set: Arc::new(RwLock::new(Arc::new(KeySet::default()))),
             last_forced: Arc::new(AtomicI64::new(i64::MIN)),
+            verified: Arc::default(),
         }
     }
 
@@ -207,6 +209,8 @@ impl Keyring {
         if let Ok(mut guard) = self.set.write() {
             *guard = Arc::new(set);
         }
+        // A removed key must stop verifying at once, cached or not.
+        self.verified.clear();
         Ok(())
     }
 
@@ -248,6 +252,17 @@ impl Keyring {
 
     /// Verifies signature, algorithm, issuer, audience, type and lifetime.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, AppError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&key) {
+            check_times(&claims, now)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_uncached(token, now)?;
+        self.verified.put(key, &claims);
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now: Timestamp) -> Result<Claims, AppError> {
         let set = self.current();
         if set.verifiers.is_empty() {
             return Err(Code::JWT_KEY_NOT_CONFIGURED.into());
@@ -286,14 +301,50 @@ impl Keyring {
         {
             return Err(invalid());
         }
-        let now_s = now.unix_seconds();
-        if claims.nbf > now_s + LEEWAY_SECS {
-            return Err(invalid());
-        }
-        if claims.exp + LEEWAY_SECS <= now_s {
-            return Err(Code::TOKEN_EXPIRED.into());
-        }
+        check_times(&claims, now)?;
         Ok(claims)
+    }
+}
+
+/// `nbf` and `exp`, with leeway for clock skew between hosts.
+fn check_times(claims: &Claims, now: Timestamp) -> Result<(), AppError> {
+    let now_s = now.unix_seconds();
+    if claims.nbf > now_s + LEEWAY_SECS {
+        return Err(Code::TOKEN_INVALID.into());
+    }
+    if claims.exp + LEEWAY_SECS <= now_s {
+        return Err(Code::TOKEN_EXPIRED.into());
+    }
+    Ok(())
+}
+
+/// Tokens whose signature and claims were already checked, by SHA-256 of the whole token,
+/// so a client's repeat requests skip the signature verification (the largest per-request
+/// cost). Lifetimes are still checked on every hit; revocation is checked elsewhere.
+#[derive(Default)]
+struct VerifiedCache(std::sync::Mutex<HashMap<[u8; 32], Claims>>);
+
+/// Entries kept before the cache starts over.
+const VERIFIED_CAPACITY: usize = 50_000;
+
+impl VerifiedCache {
+    fn get(&self, key: &[u8; 32]) -> Option<Claims> {
+        self.0.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+
+    fn put(&self, key: [u8; 32], claims: &Claims) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= VERIFIED_CAPACITY {
+                m.clear();
+            }
+            m.insert(key, claims.clone());
+        }
     }
 }
 
