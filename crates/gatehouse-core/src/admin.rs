@@ -258,12 +258,12 @@ impl Service {
         let audit = event(meta, self.now(), action, "success")
             .actor(actor)
             .target(Some(id));
-        let (account, revoked) = self
+        let account_revoked = self
             .store
             .set_account_status(id, status, self.now(), &audit)
-            .await
-            .map_err(store_err)?
-            .ok_or(Code::NOT_FOUND)?;
+            .await;
+        self.account_changed(id);
+        let (account, revoked) = account_revoked.map_err(store_err)?.ok_or(Code::NOT_FOUND)?;
         self.mark_sessions_revoked(&revoked).await?;
         Ok(account)
     }
@@ -309,9 +309,12 @@ impl Service {
         )
         .actor(actor)
         .target(Some(id));
-        self.store
+        let account = self
+            .store
             .set_must_change_password(id, true, self.now(), &audit)
-            .await
+            .await;
+        self.account_changed(id);
+        account
             .map_err(store_err)?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
@@ -343,8 +346,9 @@ impl Service {
         let revoked = self
             .store
             .change_password(id, &hash, None, self.now(), &audit)
-            .await
-            .map_err(store_err)?;
+            .await;
+        self.account_changed(id);
+        let revoked = revoked.map_err(store_err)?;
         self.mark_sessions_revoked(&revoked).await
     }
 }

@@ -16,6 +16,7 @@ use gatehouse_domain::model::{
 use gatehouse_domain::values::Identifier;
 use gatehouse_domain::{AppError, Code, FieldError, Id, Secret};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Tokens handed out by a completed sign-in or a refresh.
@@ -286,8 +287,9 @@ impl Service {
         let revoked = self
             .store
             .change_password(account.id, &hash, None, now, &audit)
-            .await
-            .map_err(store_err)?;
+            .await;
+        self.account_changed(account.id);
+        let revoked = revoked.map_err(store_err)?;
         self.mark_sessions_revoked(&revoked).await?;
         let account = self.active_account(account.id).await?;
         // The new password revoked every trusted device, this browser's too.
@@ -369,7 +371,9 @@ impl Service {
             revoke_others: self.instance_settings().await?.single_session,
             audit,
         };
-        let revoked = self.store.commit_login(&commit).await.map_err(store_err)?;
+        let revoked = self.store.commit_login(&commit).await;
+        self.account_changed(account.id);
+        let revoked = revoked.map_err(store_err)?;
         self.mark_sessions_revoked(&revoked).await?;
         Ok(Issued {
             account,
@@ -438,11 +442,9 @@ impl Service {
             .map_err(store_err)?
         {
             Some(session) if session.status == SessionStatus::Active => {
-                let account = self
-                    .store
-                    .account_by_id(session.account_id)
-                    .await
-                    .map_err(store_err)?;
+                // A disabled account's sessions are revoked in the store, which the
+                // rotation checks; the short account cache is enough here.
+                let account = self.account_for_request(session.account_id).await?;
                 let account = account
                     .filter(|a| a.status == AccountStatus::Active)
                     .ok_or(Code::ACCOUNT_DISABLED)?;
@@ -623,16 +625,34 @@ impl Service {
 
     /// The caller's account; `ACCOUNT_DISABLED` if it was disabled since.
     pub async fn me(&self, p: &Principal) -> Result<Account, AppError> {
-        let account = self
-            .store
-            .account_by_id(p.account_id)
-            .await
-            .map_err(store_err)?;
+        let account = self.account_for_request(p.account_id).await?;
         let account = account.ok_or(Code::TOKEN_REVOKED)?;
         if account.status != AccountStatus::Active {
             return Err(Code::ACCOUNT_DISABLED.into());
         }
         Ok(account)
+    }
+
+    /// The account behind an already-authenticated request: from this instance's short
+    /// account cache when fresh, else from the store (see `account_cache`).
+    async fn account_for_request(&self, id: Id) -> Result<Option<Account>, AppError> {
+        let now = self.now();
+        if let Some(a) = self.accounts.get(id, now) {
+            return Ok(Some(Account::clone(&a)));
+        }
+        let generation = self.accounts.generation();
+        let account = self.store.account_by_id(id).await.map_err(store_err)?;
+        if let Some(a) = &account
+            && self.accounts.enabled()
+        {
+            self.accounts.put(generation, Arc::new(a.clone()), now);
+        }
+        Ok(account)
+    }
+
+    /// Drops this instance's cached copy of `id` after a committed change to it.
+    pub(crate) fn account_changed(&self, id: Id) {
+        self.accounts.invalidate(id);
     }
 
     /// Ends the caller's session: the session is revoked and the access token denied.
@@ -721,8 +741,9 @@ impl Service {
         let revoked = self
             .store
             .change_password(account.id, &hash, Some(p.session_id), now, &audit)
-            .await
-            .map_err(store_err)?;
+            .await;
+        self.account_changed(account.id);
+        let revoked = revoked.map_err(store_err)?;
         self.mark_sessions_revoked(&revoked).await
     }
 

@@ -88,6 +88,10 @@ pub struct SessionConfig {
     pub admin_created_must_change_password: bool,
     /// How long "trust this browser" skips the TOTP step.
     pub trusted_device_days: u64,
+    /// How long (ms) an instance may answer `GET /auth/me` and permission checks from its
+    /// own copy of an account instead of reading the store (0 = always read). Changes made
+    /// through this instance are seen at once; revocation never depends on it.
+    pub account_cache_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -98,6 +102,7 @@ impl Default for SessionConfig {
             challenge_ttl_seconds: 300,
             admin_created_must_change_password: true,
             trusted_device_days: 90,
+            account_cache_ms: 1000,
         }
     }
 }

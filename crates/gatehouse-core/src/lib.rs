@@ -1,6 +1,7 @@
 //! Gatehouse core: login, sessions, tokens, passwords, CSRF and admin flows. It talks to
 //! the world only through the domain's ports, so it is tested without a network.
 
+pub(crate) mod account_cache;
 pub mod admin;
 pub mod audit;
 pub mod auth;

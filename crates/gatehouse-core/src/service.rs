@@ -48,6 +48,7 @@ pub struct Service {
     pub csrf: Csrf,
     pub cfg: CoreConfig,
     pub metrics: crate::metrics::Metrics,
+    pub(crate) accounts: crate::account_cache::AccountCache,
 }
 
 /// Maps a store failure to what the client may see; details stay in the log.
@@ -103,6 +104,7 @@ impl Service {
             hasher,
             keys,
             csrf,
+            accounts: crate::account_cache::AccountCache::new(cfg.session.account_cache_ms),
             cfg,
             metrics: Default::default(),
         })

@@ -17,6 +17,55 @@ async fn me_returns_the_account_for_a_bearer_token(b: Backend) {
     assert!(data["sessionId"].is_string());
 }
 
+/// `/auth/me` answers from the instance's short account cache: a change made through this
+/// instance shows at once; one made elsewhere (here: straight in the store, as another
+/// instance or the CLI would) shows once `session.account_cache_ms` has passed.
+async fn me_sees_local_changes_at_once_and_outside_ones_within_the_cache_time(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    let a = app.user("cached@example.com").await;
+    let (access, _) = app.tokens("cached@example.com").await;
+    async fn must_change(app: &TestApp, access: &str) -> serde_json::Value {
+        app.get_auth("/api/v1/auth/me", access)
+            .await
+            .expect(200, "OK")["account"]["mustChangePassword"]
+            .clone()
+    }
+    assert_eq!(must_change(&app, &access).await, false);
+    app.post_auth(
+        &format!("/api/v1/admin/users/{}/require-password-change", a.id),
+        &admin,
+        json!({}),
+    )
+    .await
+    .expect(200, "OK");
+    assert_eq!(
+        must_change(&app, &access).await,
+        true,
+        "a change through this instance shows at once"
+    );
+
+    let meta = gatehouse_core::RequestMeta::default();
+    let audit = gatehouse_core::audit::event(&meta, app.svc.now(), "test.outside", "success");
+    app.svc
+        .store
+        .set_must_change_password(a.id, false, app.svc.now(), &audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        must_change(&app, &access).await,
+        true,
+        "within the cache time the copy is served"
+    );
+    let ttl = app.config.session.account_cache_ms;
+    app.clock.advance(std::time::Duration::from_millis(ttl));
+    assert_eq!(
+        must_change(&app, &access).await,
+        false,
+        "after the cache time the store is read"
+    );
+}
+
 async fn me_without_credentials_or_with_junk_is_refused(b: Backend) {
     let app = spawn_app(b).await;
     Reply::of(
@@ -553,6 +602,7 @@ async fn disabling_an_account_refuses_its_tokens_at_once(b: Backend) {
 
 backend_tests!(
     me_returns_the_account_for_a_bearer_token,
+    me_sees_local_changes_at_once_and_outside_ones_within_the_cache_time,
     me_without_credentials_or_with_junk_is_refused,
     tampered_and_alg_none_tokens_are_refused,
     access_token_expires_after_fifteen_minutes,
