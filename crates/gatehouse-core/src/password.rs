@@ -1,4 +1,4 @@
-//! Password hashing: Argon2id on a bounded blocking pool, legacy bcrypt/PBKDF2 verification
+//! Password hashing: Argon2id on a bounded pool of low-priority threads, legacy bcrypt/PBKDF2 verification
 //! with upgrade on login, a dummy hash for unknown users, and the password policy.
 
 use crate::config::PasswordConfig;
@@ -41,6 +41,56 @@ struct Inner {
     dummy: String,
     wait: crate::metrics::Histogram,
     blocks: BlockPool,
+    threads: HashThreads,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How much lower than the rest of the process hashing threads run (Linux `nice`).
+const HASH_NICE: i32 = 10;
+
+/// The threads that hash, one per slot. They run at a lower CPU priority than the async
+/// runtime: when every core is hashing, the runtime's threads (finishing a login, checking
+/// a token, answering `/health`) still get a core the moment they wake, instead of waiting
+/// for a hash's time slice to end. Logins then queue on the slots, not on the scheduler.
+struct HashThreads {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl HashThreads {
+    fn start(n: usize) -> Result<Self, AppError> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("gatehouse-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        // The sender is gone when the Hasher is dropped.
+                        let Ok(job) = job else { return };
+                        // A panicking job fails its own request (its result channel is
+                        // dropped); the thread keeps serving.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+        }
+        Ok(Self { jobs })
+    }
+}
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_NICE)
+    {
+        tracing::debug!(error = %e, "could not lower the hashing thread's priority");
+    }
 }
 
 /// Argon2 working memory kept between verifies. Allocating and zeroing 19 MiB per login
@@ -104,6 +154,7 @@ impl Hasher {
                     free: std::sync::Mutex::new(Vec::new()),
                     keep: slots,
                 },
+                threads: HashThreads::start(slots)?,
             }),
         })
     }
@@ -158,9 +209,16 @@ impl Hasher {
         inner.wait.observe(queued.elapsed());
         let _permit = permit.map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(job))
-            .await
-            .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        inner
+            .threads
+            .jobs
+            .send(Box::new(move || {
+                let _ = tx.send(span.in_scope(job));
+            }))
+            .map_err(|_| AppError::internal(Code::INTERNAL_ERROR, "hashing threads stopped"))?;
+        rx.await
+            .map_err(|_| AppError::internal(Code::INTERNAL_ERROR, "a hashing job panicked"))
     }
 }
 
