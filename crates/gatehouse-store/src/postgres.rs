@@ -51,3 +51,40 @@ impl PgStore {
 }
 
 crate::sql::sql_store!(PgStore, sqlx::Postgres, "postgres", "string_agg(role, ',')");
+
+/// Spends an ACTIVE, unexpired refresh token of an ACTIVE, unexpired session, stores its
+/// successor and touches the session, in one statement (writable CTEs): one round trip,
+/// atomic without an explicit transaction. Of two racing rotations the second waits on the
+/// token's row lock, then finds it ROTATED and gets nothing. `None`: nothing was changed.
+const ROTATE_FAST: &str = "WITH spent AS ( \
+       UPDATE session_token t SET status = 'ROTATED', used_at = $1 FROM auth_session s \
+       WHERE t.hash = $2 AND t.kind = 'REFRESH' AND t.status = 'ACTIVE' AND t.expires_at > $1 \
+         AND s.id = t.session_id AND s.status = 'ACTIVE' AND s.expires_at > $1 \
+       RETURNING t.session_id, s.expires_at AS session_expires), \
+     fresh AS ( \
+       INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+       SELECT $3, session_id, 'REFRESH', 'ACTIVE', $1, LEAST($4, session_expires) FROM spent \
+       RETURNING session_id), \
+     seen AS ( \
+       UPDATE auth_session SET last_seen_at = $1 WHERE id IN (SELECT session_id FROM fresh)) \
+     SELECT {cols} FROM auth_session s WHERE s.id IN (SELECT session_id FROM fresh)";
+
+impl PgStore {
+    async fn rotate_fast(
+        &self,
+        now: Timestamp,
+        old_hash: &[u8],
+        new: &NewToken,
+    ) -> StoreResult<Option<Session>> {
+        let sql = ROTATE_FAST.replace("{cols}", SESSION_COLS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.millis())
+            .bind(old_hash)
+            .bind(&new.hash)
+            .bind(new.expires_at.millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(session_row).transpose().map_err(map_err)
+    }
+}

@@ -424,6 +424,13 @@ macro_rules! sql_store {
                 policy: RefreshPolicy,
             ) -> StoreResult<Rotation> {
                 let now = policy.now.millis();
+                // The common case, in as few trips to the database as the dialect allows
+                // (`rotate_fast`): the token is ACTIVE and unexpired and its session ACTIVE
+                // and unexpired -> spent, successor stored, session touched. Anything else
+                // changed nothing there and is classified below.
+                if let Some(session) = self.rotate_fast(policy.now, old_hash, new).await? {
+                    return Ok(Rotation::Rotated(Session { last_seen_at: policy.now, ..session }));
+                }
                 let mut tx = self.w().begin().await.map_err(crate::map_err)?;
                 let token = sqlx::query(
                     "SELECT session_id, status, expires_at FROM session_token WHERE hash = $1 AND kind = 'REFRESH'",

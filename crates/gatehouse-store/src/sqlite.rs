@@ -8,12 +8,14 @@ use sqlx::sqlite::{
 };
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// The embedded store.
 #[derive(Clone)]
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    rotations: mpsc::Sender<Rotate>,
 }
 
 impl SqliteStore {
@@ -55,7 +57,13 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .map_err(map_err)?;
-        Ok(Self { write, read })
+        let (rotations, queue) = mpsc::channel(1024);
+        tokio::spawn(rotation_batcher(write.clone(), queue));
+        Ok(Self {
+            write,
+            read,
+            rotations,
+        })
     }
 
     fn w(&self) -> &SqlitePool {
@@ -73,3 +81,116 @@ crate::sql::sql_store!(
     "sqlite",
     "group_concat(role, ',')"
 );
+
+/// A refresh rotation waiting for the writer.
+struct Rotate {
+    now: i64,
+    old_hash: Vec<u8>,
+    new_hash: Vec<u8>,
+    new_expires: i64,
+    reply: oneshot::Sender<StoreResult<Option<Session>>>,
+}
+
+/// Rotations committed together at most.
+const MAX_BATCH: usize = 32;
+
+impl SqliteStore {
+    /// Spends an ACTIVE, unexpired refresh token of an ACTIVE, unexpired session, stores
+    /// its successor and touches the session. `None`: nothing was changed.
+    ///
+    /// SQLite has one writer, and every statement through sqlx is a hand-off to the
+    /// connection's thread, so rotations are group-committed: whatever queued while the
+    /// previous batch ran goes into one transaction as one batch of statements.
+    async fn rotate_fast(
+        &self,
+        now: Timestamp,
+        old_hash: &[u8],
+        new: &NewToken,
+    ) -> StoreResult<Option<Session>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Rotate {
+            now: now.millis(),
+            old_hash: old_hash.to_vec(),
+            new_hash: new.hash.clone(),
+            new_expires: new.expires_at.millis(),
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the rotation writer stopped".into());
+        self.rotations.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Runs queued rotations in batches until the store is dropped.
+async fn rotation_batcher(write: SqlitePool, mut queue: mpsc::Receiver<Rotate>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let result = rotate_batch(&write, &batch).await;
+        match result {
+            Ok(found) => {
+                for (job, session) in batch.drain(..).zip(found) {
+                    let _ = job.reply.send(Ok(session));
+                }
+            }
+            Err(e) => {
+                for job in batch.drain(..) {
+                    let copy = match &e {
+                        StoreError::Unavailable(d) => StoreError::Unavailable(d.clone()),
+                        StoreError::Conflict => StoreError::Conflict,
+                        StoreError::Other(d) => StoreError::Other(d.clone()),
+                    };
+                    let _ = job.reply.send(Err(copy));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction, one batch of statements: per rotation, the conditional update, an
+/// insert that `changes()` makes depend on it, and the session touch; then one select of
+/// the sessions whose successor token now exists. All or nothing: on error no token of
+/// the batch is spent.
+async fn rotate_batch(write: &SqlitePool, batch: &[Rotate]) -> StoreResult<Vec<Option<Session>>> {
+    let mut sql = String::new();
+    let mut fresh = Vec::with_capacity(batch.len());
+    for i in 0..batch.len() {
+        let (now, old, new, exp) = (4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4);
+        sql.push_str(&format!(
+            "UPDATE session_token SET status = 'ROTATED', used_at = ${now} \
+             WHERE hash = ${old} AND kind = 'REFRESH' AND status = 'ACTIVE' AND expires_at > ${now} \
+               AND EXISTS (SELECT 1 FROM auth_session s WHERE s.id = session_token.session_id \
+                           AND s.status = 'ACTIVE' AND s.expires_at > ${now}); \
+             INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+               SELECT ${new}, s.id, 'REFRESH', 'ACTIVE', ${now}, MIN(${exp}, s.expires_at) \
+               FROM session_token t JOIN auth_session s ON s.id = t.session_id \
+               WHERE t.hash = ${old} AND changes() = 1; \
+             UPDATE auth_session SET last_seen_at = ${now} \
+               WHERE id = (SELECT session_id FROM session_token WHERE hash = ${new}); "
+        ));
+        fresh.push(format!("${new}"));
+    }
+    sql.push_str(&format!(
+        "SELECT {SESSION_COLS}, t.hash AS new_hash FROM session_token t \
+         JOIN auth_session s ON s.id = t.session_id WHERE t.hash IN ({})",
+        fresh.join(", ")
+    ));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for job in batch {
+        q = q
+            .bind(job.now)
+            .bind(job.old_hash.as_slice())
+            .bind(job.new_hash.as_slice())
+            .bind(job.new_expires);
+    }
+    let mut tx = write.begin().await.map_err(map_err)?;
+    let rows = q.fetch_all(&mut *tx).await.map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    let mut found: Vec<Option<Session>> = batch.iter().map(|_| None).collect();
+    for row in &rows {
+        let hash: Vec<u8> = row.try_get("new_hash").map_err(map_err)?;
+        if let Some(i) = batch.iter().position(|j| j.new_hash == hash) {
+            found[i] = Some(session_row(row).map_err(map_err)?);
+        }
+    }
+    Ok(found)
+}

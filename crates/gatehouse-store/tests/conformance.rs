@@ -232,6 +232,9 @@ conformance! {
     case_concurrent_rotations_of_one_token_have_exactly_one_winner =>
         concurrent_rotations_of_one_token_have_exactly_one_winner_sqlite,
         concurrent_rotations_of_one_token_have_exactly_one_winner_postgres;
+    case_concurrent_rotations_of_many_sessions_all_rotate_once =>
+        concurrent_rotations_of_many_sessions_all_rotate_once_sqlite,
+        concurrent_rotations_of_many_sessions_all_rotate_once_postgres;
     case_session_by_web_token_finds_only_active_unexpired_web_sessions =>
         session_by_web_token_finds_only_active_unexpired_web_sessions_sqlite,
         session_by_web_token_finds_only_active_unexpired_web_sessions_postgres;
@@ -1194,6 +1197,65 @@ async fn case_rotate_refresh_of_revoked_session_is_revoked(store: Arc<dyn Store>
             .await
             .unwrap();
         assert!(matches!(rotation, Rotation::Revoked), "{rotation:?}");
+    }
+}
+
+/// Many sessions refreshing at once (SQLite group-commits them in batches; PostgreSQL runs
+/// them on parallel connections), each token sent twice: every session rotates exactly
+/// once, to its own successor, and each successor rotates again.
+async fn case_concurrent_rotations_of_many_sessions_all_rotate_once(store: Arc<dyn Store>) {
+    const SESSIONS: usize = 40;
+    let ann = seed(&*store, "ann").await;
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        sessions.push(login(&*store, ann.id, TokenKind::Refresh, at(0)).await);
+    }
+    let start = Arc::new(Barrier::new(2 * SESSIONS));
+    let mut racers = JoinSet::new();
+    for (s, token) in &sessions {
+        for _ in 0..2 {
+            let (store, start, old, id) = (store.clone(), start.clone(), token.clone(), s.id);
+            racers.spawn(async move {
+                let next = fresh_token(at(MINUTE));
+                start.wait().await;
+                let r = store.rotate_refresh(&old, &next, policy(at(MINUTE))).await;
+                (id, next, r)
+            });
+        }
+    }
+    let mut winners = std::collections::HashMap::new();
+    while let Some(joined) = racers.join_next().await {
+        let (id, next, r) = joined.expect("racer finished");
+        match r.expect("rotation succeeded") {
+            Rotation::Rotated(r) => {
+                assert_eq!(r.id, id, "a rotation returns its own session");
+                assert!(
+                    winners.insert(id, next).is_none(),
+                    "two winners for one token"
+                );
+            }
+            Rotation::Reused { session_id, .. } => assert_eq!(session_id, id),
+            Rotation::Revoked => {}
+            other => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), SESSIONS, "every session rotated once");
+    for (id, next) in winners {
+        if status_of(&*store, id).await == SessionStatus::Revoked {
+            continue; // the loser was classified as reuse and revoked the session
+        }
+        let again = store
+            .rotate_refresh(
+                &next.hash,
+                &fresh_token(at(2 * MINUTE)),
+                policy(at(2 * MINUTE)),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(&again, Rotation::Rotated(r) if r.id == id),
+            "{again:?}"
+        );
     }
 }
 
