@@ -619,8 +619,13 @@ impl Ctx<'_> {
     ) -> Result<()> {
         for &conc in concurrencies {
             self.step(&format!("{backend}: login c={conc}"));
-            let limit = self.hash_limit().await?;
+            // The VM's speed drifts between seconds: the limit is measured right before and
+            // right after the run, and their mean is the baseline.
+            let before = self.hash_limit().await?;
             let run = login_load(base, pop, conc, self.plan.dur, self.plan.warmup, None).await?;
+            let after = self.hash_limit().await?;
+            let limit = (before + after) / 2.0;
+            println!("  hash-bound limit {before:.1}/s before, {after:.1}/s after the run");
             let rate = run.rate(ok);
             let errors = run.count(|s| !ok(s));
             if errors > 0 {
