@@ -50,8 +50,22 @@ pub struct CreateUser {
 }
 
 impl Service {
-    /// The instance settings, defaults where never set.
+    /// The instance settings, defaults where never set; from this instance's short read
+    /// cache when fresh (see `account_cache`).
     pub async fn instance_settings(&self) -> Result<InstanceSettings, AppError> {
+        let now = self.now();
+        if let Some(s) = self.settings.get((), now) {
+            return Ok(InstanceSettings::clone(&s));
+        }
+        let generation = self.settings.generation();
+        let s = self.instance_settings_fresh().await?;
+        self.settings
+            .put(generation, (), std::sync::Arc::new(s.clone()), now);
+        Ok(s)
+    }
+
+    /// The instance settings as stored now.
+    async fn instance_settings_fresh(&self) -> Result<InstanceSettings, AppError> {
         let value = self.store.setting(SETTINGS_KEY).await.map_err(store_err)?;
         Ok(value
             .and_then(|v| serde_json::from_value(v).ok())
@@ -382,7 +396,7 @@ impl Service {
                 "invalid",
             )]));
         }
-        let mut s = self.instance_settings().await?;
+        let mut s = self.instance_settings_fresh().await?;
         let before = s.clone();
         if let Some(v) = patch.allow_password_login {
             s.allow_password_login = v;
@@ -399,10 +413,9 @@ impl Service {
         let value =
             serde_json::to_value(&s).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
         let now = self.now();
-        self.store
-            .put_setting(SETTINGS_KEY, &value, now)
-            .await
-            .map_err(store_err)?;
+        let stored = self.store.put_setting(SETTINGS_KEY, &value, now).await;
+        self.settings.invalidate(());
+        stored.map_err(store_err)?;
         self.audit(
             event(meta, now, "admin.settings.update", "success")
                 .actor(actor)

@@ -645,7 +645,7 @@ impl Service {
         if let Some(a) = &account
             && self.accounts.enabled()
         {
-            self.accounts.put(generation, Arc::new(a.clone()), now);
+            self.accounts.put(generation, id, Arc::new(a.clone()), now);
         }
         Ok(account)
     }

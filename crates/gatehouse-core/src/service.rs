@@ -48,7 +48,8 @@ pub struct Service {
     pub csrf: Csrf,
     pub cfg: CoreConfig,
     pub metrics: crate::metrics::Metrics,
-    pub(crate) accounts: crate::account_cache::AccountCache,
+    pub(crate) accounts: crate::account_cache::ReadCache<Id, gatehouse_domain::model::Account>,
+    pub(crate) settings: crate::account_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
 
 /// Maps a store failure to what the client may see; details stay in the log.
@@ -104,7 +105,8 @@ impl Service {
             hasher,
             keys,
             csrf,
-            accounts: crate::account_cache::AccountCache::new(cfg.session.account_cache_ms),
+            accounts: crate::account_cache::ReadCache::new(cfg.session.account_cache_ms),
+            settings: crate::account_cache::ReadCache::new(cfg.session.account_cache_ms),
             cfg,
             metrics: Default::default(),
         })
