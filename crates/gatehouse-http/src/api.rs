@@ -537,36 +537,57 @@ async fn logout_all(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
 /// The caller with its context: for a branch-scoped caller the workspace, membership and
 /// branch (re-checked, so a disabled member is refused here too), the roles held (global
 /// account roles plus the branch's) and the effective permissions.
+/// `GET /auth/me`'s data, serialized without an intermediate `Value` (this is the hottest
+/// authenticated route); keys in alphabetical order like the rest of the API's output.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MeView<'a> {
+    account: &'a gatehouse_domain::model::Account,
+    branch: Option<&'a gatehouse_domain::model::Branch>,
+    member: Option<&'a gatehouse_domain::model::Member>,
+    permissions: Vec<String>,
+    roles: Vec<String>,
+    scope: &'static str,
+    session_id: gatehouse_domain::Id,
+    workspace: Option<&'a gatehouse_domain::model::Workspace>,
+}
+
 async fn me(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
     let (account, global_perms, _) = s.svc.permissions_in(&p, None).await?;
     let mut roles = account.roles.clone();
-    let (workspace, member, branch, permissions) = match p.branch_id {
-        Some(_) => {
-            let c = s.svc.current_branch(&p).await?;
+    let context = match p.branch_id {
+        Some(_) => Some(s.svc.current_branch(&p).await?),
+        None => None,
+    };
+    let permissions = match &context {
+        Some(c) => {
             roles.extend(c.roles.iter().cloned());
-            let perms = if global_perms.is_empty() {
+            if global_perms.is_empty() {
                 c.permissions.clone()
             } else {
                 global_perms
-            };
-            (json!(c.workspace), json!(c.member), json!(c.branch), perms)
+            }
         }
-        None => (Value::Null, Value::Null, Value::Null, global_perms),
+        None => global_perms,
     };
     roles.sort();
     roles.dedup();
     Ok(ok(
         Code::OK,
-        json!({
-            "account": account,
-            "sessionId": p.session_id,
-            "scope": if p.branch_id.is_some() { "branch" } else { "account" },
-            "workspace": workspace,
-            "member": member,
-            "branch": branch,
-            "roles": roles,
-            "permissions": permissions,
-        }),
+        MeView {
+            account: &account,
+            branch: context.as_ref().map(|c| &c.branch),
+            member: context.as_ref().map(|c| &c.member),
+            permissions,
+            roles,
+            scope: if p.branch_id.is_some() {
+                "branch"
+            } else {
+                "account"
+            },
+            session_id: p.session_id,
+            workspace: context.as_ref().map(|c| &c.workspace),
+        },
     ))
 }
 

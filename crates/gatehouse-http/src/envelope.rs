@@ -78,18 +78,30 @@ pub fn ok<T: Serialize>(code: Code, data: T) -> Response {
 /// A success envelope with an explicit status (e.g. 201).
 pub fn ok_status<T: Serialize>(status: StatusCode, code: Code, data: T) -> Response {
     let ctx = context::current();
-    let body = json!({
-        "success": true,
-        "code": code.as_str(),
-        "message": code.message(ctx.locale),
-        "data": data,
-        "requestId": ctx.request_id,
-    });
+    // Serialized straight from the handler's types (no intermediate `Value`); fields in
+    // the same (alphabetical) order as the error envelope.
+    let body = Success {
+        code: code.as_str(),
+        data,
+        message: code.message(ctx.locale),
+        request_id: &ctx.request_id,
+        success: true,
+    };
     let mut res = (status, axum::Json(body)).into_response();
     res.extensions_mut().insert(code);
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Success<'a, T> {
+    code: &'a str,
+    data: T,
+    message: &'a str,
+    request_id: &'a str,
+    success: bool,
 }
 
 /// Fallback for unknown paths.
