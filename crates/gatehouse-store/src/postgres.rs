@@ -52,6 +52,23 @@ impl PgStore {
 
 crate::sql::sql_store!(PgStore, sqlx::Postgres, "postgres", "string_agg(role, ',')");
 
+/// A login's writes as one statement (writable CTEs; the token's foreign key is checked at
+/// the end of the statement, after the session row exists); parameters as in
+/// `commit_login`.
+const LOGIN_WRITES: &str = "\
+    WITH s AS ( \
+      INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
+        created_at, last_seen_at, expires_at, workspace_id, branch_id) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)), \
+    t AS ( \
+      INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+        VALUES ($11, $1, $12, 'ACTIVE', $7, $13)), \
+    a AS (UPDATE account SET last_login_at = $7 WHERE id = $2), \
+    c AS (UPDATE credential SET last_used_at = $7 WHERE account_id = $2 AND type = 'PASSWORD') \
+    INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
+      user_agent, request_id, details) \
+      VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
 /// Spends an ACTIVE, unexpired refresh token of an ACTIVE, unexpired session, stores its
 /// successor and touches the session, in one statement (writable CTEs): one round trip,
 /// atomic without an explicit transaction. Of two racing rotations the second waits on the

@@ -357,42 +357,6 @@ macro_rules! sql_store {
                 } else {
                     Vec::new()
                 };
-                sqlx::query(
-                    "INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
-                     created_at, last_seen_at, expires_at, workspace_id, branch_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
-                )
-                .bind(s.id)
-                .bind(s.account_id)
-                .bind(s.status.as_str())
-                .bind(methods)
-                .bind(&s.ip)
-                .bind(&s.user_agent)
-                .bind(now.millis())
-                .bind(s.expires_at.millis())
-                .bind(s.workspace_id)
-                .bind(s.branch_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(crate::map_err)?;
-                sqlx::query(
-                    "INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
-                     VALUES ($1, $2, $3, 'ACTIVE', $4, $5)",
-                )
-                .bind(&c.token.hash)
-                .bind(s.id)
-                .bind(c.token_kind.as_str())
-                .bind(now.millis())
-                .bind(c.token.expires_at.min(s.expires_at).millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(crate::map_err)?;
-                sqlx::query("UPDATE account SET last_login_at = $1 WHERE id = $2")
-                    .bind(now.millis())
-                    .bind(s.account_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(crate::map_err)?;
                 if let Some(hash) = &c.rehash {
                     sqlx::query(
                         "UPDATE credential SET secret = $1, updated_at = $2 WHERE account_id = $3 AND type = 'PASSWORD'",
@@ -404,15 +368,38 @@ macro_rules! sql_store {
                     .await
                     .map_err(crate::map_err)?;
                 }
-                sqlx::query(
-                    "UPDATE credential SET last_used_at = $1 WHERE account_id = $2 AND type = 'PASSWORD'",
-                )
-                .bind(now.millis())
-                .bind(s.account_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(crate::map_err)?;
-                insert_audit(&mut tx, &c.audit).await.map_err(crate::map_err)?;
+                // Session, token, last-login stamps and the audit row in one trip (the
+                // dialect's `LOGIN_WRITES`: a statement batch on SQLite, one statement of
+                // writable CTEs on PostgreSQL), same parameters for both.
+                let a = &c.audit;
+                sqlx::query(LOGIN_WRITES)
+                    .bind(s.id)
+                    .bind(s.account_id)
+                    .bind(s.status.as_str())
+                    .bind(methods)
+                    .bind(&s.ip)
+                    .bind(&s.user_agent)
+                    .bind(now.millis())
+                    .bind(s.expires_at.millis())
+                    .bind(s.workspace_id)
+                    .bind(s.branch_id)
+                    .bind(&c.token.hash)
+                    .bind(c.token_kind.as_str())
+                    .bind(c.token.expires_at.min(s.expires_at).millis())
+                    .bind(a.id)
+                    .bind(a.at.millis())
+                    .bind(a.actor_id)
+                    .bind(&a.action)
+                    .bind(a.target_id)
+                    .bind(&a.outcome)
+                    .bind(&a.reason)
+                    .bind(&a.ip)
+                    .bind(&a.user_agent)
+                    .bind(&a.request_id)
+                    .bind(a.details.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::map_err)?;
                 tx.commit().await.map_err(crate::map_err)?;
                 Ok(revoked)
             }

@@ -82,6 +82,20 @@ crate::sql::sql_store!(
     "group_concat(role, ',')"
 );
 
+/// A login's writes as one batch of statements (one hand-off to the writer's thread);
+/// parameters as in `commit_login`.
+const LOGIN_WRITES: &str = "\
+    INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
+      created_at, last_seen_at, expires_at, workspace_id, branch_id) \
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10); \
+    INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+      VALUES ($11, $1, $12, 'ACTIVE', $7, $13); \
+    UPDATE account SET last_login_at = $7 WHERE id = $2; \
+    UPDATE credential SET last_used_at = $7 WHERE account_id = $2 AND type = 'PASSWORD'; \
+    INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
+      user_agent, request_id, details) \
+      VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
 /// A refresh rotation waiting for the writer.
 struct Rotate {
     now: i64,
