@@ -121,7 +121,27 @@ impl Service {
         workspace: Option<String>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, AppError> {
-        match self.owed_step(&account, &methods, trusted).await? {
+        let owed = self.owed_step(&account, &methods, trusted).await?;
+        self.advance_owed(
+            owed, account, methods, kind, trusted, rehash, workspace, meta,
+        )
+        .await
+    }
+
+    /// [`Service::advance`] with the owed step already known.
+    #[allow(clippy::too_many_arguments)]
+    async fn advance_owed(
+        &self,
+        owed: Option<&'static str>,
+        account: Account,
+        methods: Vec<String>,
+        kind: TokenKind,
+        trusted: bool,
+        rehash: Option<String>,
+        workspace: Option<String>,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, AppError> {
+        match owed {
             Some(step) => self
                 .open_challenge(account, step, kind, methods, trusted, workspace)
                 .await
@@ -164,8 +184,17 @@ impl Service {
             lockout::reset(self.cache.as_ref(), identifier_key).await?;
         }
         let remember = opts.remember_device && has_second_factor(&methods);
+        // A TOTP code spent here settles the only step a correct password can still owe
+        // besides a password change (which `owed_step` puts first); otherwise nothing
+        // changed since `owed` was worked out, so it is not read again.
+        let owed = if owed == Some(STEP_VERIFY_TOTP) && has_second_factor(&methods) {
+            None
+        } else {
+            owed
+        };
         let outcome = self
-            .advance(
+            .advance_owed(
+                owed,
                 account,
                 methods,
                 kind,
