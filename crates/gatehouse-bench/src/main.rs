@@ -123,9 +123,16 @@ async fn run() -> Result<ExitCode> {
             .with_context(|| format!("writing {}", out.display()))?;
         println!("wrote {}", out.display());
     }
+    // A row whose figure, baseline or ratio is not a number measured nothing: it counts
+    // as missing (e.g. every request of one side failed).
+    let measured = |r: &Row| {
+        r.figure.is_finite()
+            && r.baseline.is_none_or(f64::is_finite)
+            && r.ratio.is_none_or(f64::is_finite)
+    };
     let missing: Vec<&String> = expected
         .iter()
-        .filter(|name| !rows.iter().any(|r| &&r.scenario == name))
+        .filter(|name| !rows.iter().any(|r| &&r.scenario == name && measured(r)))
         .collect();
     if !missing.is_empty() {
         eprintln!("gatehouse-bench: missing rows: {missing:?}");

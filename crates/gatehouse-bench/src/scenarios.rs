@@ -1112,7 +1112,10 @@ impl Flow {
 struct Side {
     base: String,
     pop: Arc<Population>,
+    /// Seeded sessions for `tokens` and refresh chains (each spent once).
     alloc: Arc<Alloc>,
+    /// Accounts to log in as.
+    logins: Arc<Alloc>,
     browser: reqwest::Client,
     csrf: String,
     refresh: String,
@@ -1128,9 +1131,11 @@ impl Side {
         let csrf = csrf(&browser, base).await?;
         let tokens = access_tokens(plain, base, &pop, &alloc, 64.min(pop.n / 4)).await?;
         let refresh = pop.refresh_token(alloc.take());
+        let pop_n = pop.n;
         Ok(Self {
             base: base.to_string(),
             pop,
+            logins: Alloc::new(pop_n),
             alloc,
             browser,
             csrf,
@@ -1147,7 +1152,10 @@ impl Side {
         let base = &self.base;
         match flow {
             Flow::Login => {
-                let email = self.pop.email(self.alloc.take());
+                // Its own allocator: a login spends no seeded token, and sharing `alloc`
+                // would wrap a small population around onto the sessions behind `tokens`
+                // (their refresh would then be reuse and revoke them).
+                let email = self.pop.email(self.logins.take());
                 let req = self
                     .browser
                     .post(format!("{base}/api/v1/auth/login"))
