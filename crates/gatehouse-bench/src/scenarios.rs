@@ -135,13 +135,9 @@ pub async fn all(opts: &Opts) -> (Vec<Row>, Vec<String>) {
         rows: Vec::new(),
         verify_ms: f64::NAN,
         hash_default: String::new(),
-        hello: None,
     };
     if let Err(e) = ctx.argon2_baseline().await {
         eprintln!("argon2 baseline failed: {e:#}");
-    }
-    if let Err(e) = ctx.hello_baseline().await {
-        eprintln!("hello baseline failed: {e:#}");
     }
     if wanted(opts, "sqlite")
         && let Err(e) = ctx.sqlite_main().await
@@ -189,7 +185,6 @@ struct Ctx<'a> {
     rows: Vec<Row>,
     verify_ms: f64,
     hash_default: String,
-    hello: Option<Hello>,
 }
 
 /// Median time of one Argon2id verify of [`PASSWORD`] against `hash`, in milliseconds.
@@ -541,15 +536,8 @@ impl Ctx<'_> {
         Ok(cores() as f64 / (median / 1000.0))
     }
 
-    /// A bare axum hello endpoint with gatehouse's runtime settings, as the ceiling for
-    /// authenticated requests: checked once at the start (so a broken baseline fails early).
-    async fn hello_baseline(&mut self) -> Result<()> {
-        self.step("hello baseline (bare axum server, same runtime settings)");
-        self.hello = Some(self.hello_run().await?);
-        Ok(())
-    }
-
-    /// One run of the hello server under the `me` load.
+    /// One run of a bare axum hello server with gatehouse's runtime settings, under the
+    /// `me` load: the ceiling for authenticated requests.
     async fn hello_run(&self) -> Result<Hello> {
         let dir = TempDir::new("hello")?;
         let server = Server::spawn(&self.opts.bench, &["hello"], &[], &dir.0)?;

@@ -51,7 +51,7 @@ pub struct CreateUser {
 
 impl Service {
     /// The instance settings, defaults where never set; from this instance's short read
-    /// cache when fresh (see `account_cache`).
+    /// cache when fresh (see `read_cache`).
     pub async fn instance_settings(&self) -> Result<InstanceSettings, AppError> {
         let now = self.now();
         if let Some(s) = self.settings.get((), now) {

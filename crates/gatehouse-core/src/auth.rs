@@ -634,7 +634,7 @@ impl Service {
     }
 
     /// The account behind an already-authenticated request: from this instance's short
-    /// account cache when fresh, else from the store (see `account_cache`).
+    /// account cache when fresh, else from the store (see `read_cache`).
     async fn account_for_request(&self, id: Id) -> Result<Option<Account>, AppError> {
         let now = self.now();
         if let Some(a) = self.accounts.get(id, now) {

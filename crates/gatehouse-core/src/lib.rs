@@ -1,7 +1,6 @@
 //! Gatehouse core: login, sessions, tokens, passwords, CSRF and admin flows. It talks to
 //! the world only through the domain's ports, so it is tested without a network.
 
-pub(crate) mod account_cache;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -13,6 +12,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod password;
 pub mod ratelimit;
+pub(crate) mod read_cache;
 pub mod service;
 pub mod tenancy;
 pub mod tokens;

@@ -48,8 +48,8 @@ pub struct Service {
     pub csrf: Csrf,
     pub cfg: CoreConfig,
     pub metrics: crate::metrics::Metrics,
-    pub(crate) accounts: crate::account_cache::ReadCache<Id, gatehouse_domain::model::Account>,
-    pub(crate) settings: crate::account_cache::ReadCache<(), crate::admin::InstanceSettings>,
+    pub(crate) accounts: crate::read_cache::ReadCache<Id, gatehouse_domain::model::Account>,
+    pub(crate) settings: crate::read_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
 
 /// Maps a store failure to what the client may see; details stay in the log.
@@ -105,8 +105,8 @@ impl Service {
             hasher,
             keys,
             csrf,
-            accounts: crate::account_cache::ReadCache::new(cfg.session.account_cache_ms),
-            settings: crate::account_cache::ReadCache::new(cfg.session.account_cache_ms),
+            accounts: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
+            settings: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             cfg,
             metrics: Default::default(),
         })

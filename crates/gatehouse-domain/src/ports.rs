@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or timed out: the request gets 503.
     #[error("store unavailable: {0}")]

@@ -93,8 +93,9 @@ impl PgStore {
         old_hash: &[u8],
         new: &NewToken,
     ) -> StoreResult<Option<Session>> {
-        let sql = ROTATE_FAST.replace("{cols}", SESSION_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| ROTATE_FAST.replace("{cols}", SESSION_COLS));
+        let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
             .bind(now.millis())
             .bind(old_hash)
             .bind(&new.hash)

@@ -139,8 +139,7 @@ impl SqliteStore {
 async fn rotation_batcher(write: SqlitePool, mut queue: mpsc::Receiver<Rotate>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = rotate_batch(&write, &batch).await;
-        match result {
+        match rotate_batch(&write, &batch).await {
             Ok(found) => {
                 for (job, session) in batch.drain(..).zip(found) {
                     let _ = job.reply.send(Ok(session));
@@ -148,12 +147,7 @@ async fn rotation_batcher(write: SqlitePool, mut queue: mpsc::Receiver<Rotate>) 
             }
             Err(e) => {
                 for job in batch.drain(..) {
-                    let copy = match &e {
-                        StoreError::Unavailable(d) => StoreError::Unavailable(d.clone()),
-                        StoreError::Conflict => StoreError::Conflict,
-                        StoreError::Other(d) => StoreError::Other(d.clone()),
-                    };
-                    let _ = job.reply.send(Err(copy));
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
