@@ -3,6 +3,7 @@
 
 use crate::audit::{AuditExt, event};
 use crate::lockout;
+use crate::login::MfaPolicy;
 use crate::password::check_policy;
 use crate::service::{RequestMeta, Service, store_err};
 use gatehouse_domain::ids::new_id;
@@ -21,7 +22,7 @@ pub const GLOBAL_ROLES: &[&str] = &["admin", "user"];
 pub struct InstanceSettings {
     pub allow_password_login: bool,
     pub allow_registration: bool,
-    pub mfa_policy: String,
+    pub mfa_policy: MfaPolicy,
     pub single_session: bool,
 }
 
@@ -30,7 +31,7 @@ impl Default for InstanceSettings {
         Self {
             allow_password_login: true,
             allow_registration: false,
-            mfa_policy: "optional".into(),
+            mfa_policy: MfaPolicy::Optional,
             single_session: false,
         }
     }
@@ -64,12 +65,28 @@ impl Service {
         Ok(s)
     }
 
-    /// The instance settings as stored now.
+    /// The instance settings as stored now. A stored value that does not parse (an
+    /// unknown `mfaPolicy`, a string where a switch belongs) is refused, never read as the
+    /// defaults: that would quietly turn `required` into `optional`.
     async fn instance_settings_fresh(&self) -> Result<InstanceSettings, AppError> {
+        self.stored_settings().await?.map_err(|e| {
+            tracing::error!(error = %e, "stored instance settings do not parse; sign-ins are refused until PATCH /admin/settings repairs them");
+            AppError::internal(
+                Code::SERVICE_UNAVAILABLE,
+                format!("stored instance settings do not parse: {e}"),
+            )
+        })
+    }
+
+    /// The stored settings, or why they do not parse (absent fields take their defaults).
+    async fn stored_settings(
+        &self,
+    ) -> Result<Result<InstanceSettings, serde_json::Error>, AppError> {
         let value = self.store.setting(SETTINGS_KEY).await.map_err(store_err)?;
-        Ok(value
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default())
+        Ok(match value {
+            Some(v) => serde_json::from_value(v),
+            None => Ok(InstanceSettings::default()),
+        })
     }
 
     /// Creates an account. Validation errors name every bad field; a taken email or
@@ -376,9 +393,6 @@ pub struct SettingsPatch {
     pub single_session: Option<bool>,
 }
 
-/// The values `mfaPolicy` takes.
-pub const MFA_POLICIES: &[&str] = &["off", "optional", "required"];
-
 impl Service {
     /// Applies `patch` to the instance settings and returns the result. An unknown
     /// `mfaPolicy` is a validation error.
@@ -388,23 +402,32 @@ impl Service {
         patch: SettingsPatch,
         meta: &RequestMeta,
     ) -> Result<InstanceSettings, AppError> {
-        if let Some(p) = &patch.mfa_policy
-            && !MFA_POLICIES.contains(&p.as_str())
-        {
-            return Err(AppError::validation(vec![FieldError::new(
-                "mfaPolicy",
-                "invalid",
-            )]));
-        }
-        let mut s = self.instance_settings_fresh().await?;
-        let before = s.clone();
+        let policy = match patch.mfa_policy.as_deref().map(MfaPolicy::parse) {
+            Some(None) => {
+                return Err(AppError::validation(vec![FieldError::new(
+                    "mfaPolicy",
+                    "invalid",
+                )]));
+            }
+            Some(Some(p)) => Some(p),
+            None => None,
+        };
+        // A stored value that does not parse is replaced by the defaults plus this patch:
+        // the one way to repair it from the API, audited with `before: null`.
+        let (mut s, before) = match self.stored_settings().await? {
+            Ok(s) => (s.clone(), Some(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "replacing stored instance settings that do not parse");
+                (InstanceSettings::default(), None)
+            }
+        };
         if let Some(v) = patch.allow_password_login {
             s.allow_password_login = v;
         }
         if let Some(v) = patch.allow_registration {
             s.allow_registration = v;
         }
-        if let Some(v) = patch.mfa_policy {
+        if let Some(v) = policy {
             s.mfa_policy = v;
         }
         if let Some(v) = patch.single_session {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod csrf;
 pub mod jwt;
 pub mod lockout;
+pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod password;

@@ -1,39 +1,19 @@
-//! Two-factor sign-in: the owed-step decision of the login state machine, the TOTP and
-//! recovery-code steps, enrolment (signed in, or as a login step), recovery codes,
-//! trusted devices and the admin reset.
+//! Second factors: TOTP enrolment and codes, recovery codes, trusted devices and the
+//! admin reset. The sign-in steps that use them live in [`crate::login`]; this module
+//! offers the checks (`spend_totp`, `spend_recovery_code`, `confirm_pending`, …) and the
+//! signed-in management flows.
 
 use crate::audit::{AuditExt, event};
-use crate::auth::{ChallengeState, LoginOutcome, STEP_CHANGE_PASSWORD};
-use crate::lockout;
-use crate::service::{Principal, RequestMeta, Service, cache_err, store_err};
+use crate::login::MfaPolicy;
+use crate::service::{Principal, RequestMeta, Service, store_err};
 use crate::tokens::{b64url, digest, opaque_token};
 use crate::totp;
 use gatehouse_domain::ids::new_id;
-use gatehouse_domain::model::{Account, TokenKind, TrustedDevice};
+use gatehouse_domain::model::{Account, TrustedDevice};
 use gatehouse_domain::{AppError, Code, Id, Secret};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
-
-/// Login step: enter a TOTP (or recovery) code.
-pub const STEP_VERIFY_TOTP: &str = "verify_totp";
-/// Login step: set up TOTP (the instance requires it).
-pub const STEP_ENROLL_TOTP: &str = "enroll_totp";
-/// Wrong codes a login challenge survives; the next one ends it.
-pub const MAX_CODE_ATTEMPTS: i64 = 5;
-
-/// The extras a login request may carry besides identifier and password.
-#[derive(Clone, Debug, Default)]
-pub struct LoginOptions {
-    /// A TOTP code, to complete `verify_totp` in the same call.
-    pub totp: Option<Secret>,
-    /// Trust this browser after a successful TOTP step.
-    pub remember_device: bool,
-    /// The browser's trusted-device cookie, if any.
-    pub device: Option<Secret>,
-    /// The workspace (slug) to sign in to, for accounts in several.
-    pub workspace: Option<String>,
-}
 
 /// A new TOTP secret as the user sees it once: for typing, for apps, and as a QR code.
 pub struct Enrollment {
@@ -49,19 +29,6 @@ pub struct Enrollment {
 pub struct MfaStatus {
     pub enabled: bool,
     pub recovery_codes_left: u64,
-}
-
-/// The catalog code a challenge for `step` answers with.
-pub fn step_code(step: &str) -> Code {
-    match step {
-        STEP_VERIFY_TOTP => Code::AUTH_MFA_REQUIRED,
-        STEP_ENROLL_TOTP => Code::AUTH_MFA_ENROLLMENT_REQUIRED,
-        _ => Code::AUTH_PASSWORD_CHANGE_REQUIRED,
-    }
-}
-
-fn has_second_factor(methods: &[String]) -> bool {
-    methods.iter().any(|m| m == "totp" || m == "recovery_code")
 }
 
 impl Service {
@@ -80,165 +47,9 @@ impl Service {
             })
     }
 
-    /// What the login still owes, given the factors proven so far; `None` when done.
-    async fn owed_step(
-        &self,
-        account: &Account,
-        methods: &[String],
-        trusted: bool,
-    ) -> Result<Option<&'static str>, AppError> {
-        if account.must_change_password {
-            return Ok(Some(STEP_CHANGE_PASSWORD));
-        }
-        let policy = self.instance_settings().await?.mfa_policy;
-        if policy == "off" || has_second_factor(methods) {
-            return Ok(None);
-        }
-        let active = self
-            .store
-            .totp(account.id)
-            .await
-            .map_err(store_err)?
-            .is_some_and(|t| t.active);
-        Ok(match (active, trusted, policy.as_str()) {
-            (true, true, _) => None,
-            (true, false, _) => Some(STEP_VERIFY_TOTP),
-            (false, _, "required") => Some(STEP_ENROLL_TOTP),
-            _ => None,
-        })
-    }
-
-    /// Opens a challenge for the next owed step, or issues tokens when nothing is owed.
-    // Each argument is a piece of login state that a challenge carries between steps.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn advance(
-        &self,
-        account: Account,
-        methods: Vec<String>,
-        kind: TokenKind,
-        trusted: bool,
-        rehash: Option<String>,
-        workspace: Option<String>,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        let owed = self.owed_step(&account, &methods, trusted).await?;
-        self.advance_owed(
-            owed, account, methods, kind, trusted, rehash, workspace, meta,
-        )
-        .await
-    }
-
-    /// [`Service::advance`] with the owed step already known.
-    #[allow(clippy::too_many_arguments)]
-    async fn advance_owed(
-        &self,
-        owed: Option<&'static str>,
-        account: Account,
-        methods: Vec<String>,
-        kind: TokenKind,
-        trusted: bool,
-        rehash: Option<String>,
-        workspace: Option<String>,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        match owed {
-            Some(step) => self
-                .open_challenge(account, step, kind, methods, trusted, workspace)
-                .await
-                .map(LoginOutcome::Step),
-            None => self
-                .issue(account, methods, kind, rehash, workspace.as_deref(), meta)
-                .await
-                .map(LoginOutcome::Done),
-        }
-    }
-
-    /// Everything after a correct password: the trusted-device cookie, a TOTP code sent
-    /// along with the password, then the owed steps or tokens.
-    pub(crate) async fn after_password(
-        &self,
-        account: Account,
-        identifier_key: &str,
-        kind: TokenKind,
-        rehash: Option<String>,
-        opts: &LoginOptions,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        let trusted = match &opts.device {
-            Some(cookie) => self.device_trusted(account.id, cookie.expose()).await?,
-            None => false,
-        };
-        let mut methods = vec!["pwd".to_string()];
-        let owed = self.owed_step(&account, &methods, trusted).await?;
-        if owed == Some(STEP_VERIFY_TOTP)
-            && let Some(code) = &opts.totp
-        {
-            if let Err(e) = self.spend_totp(&account, code.expose()).await {
-                return Err(self.code_failure(None, &account, e, meta).await);
-            }
-            methods.push("totp".into());
-        }
-        if owed != Some(STEP_VERIFY_TOTP) || has_second_factor(&methods) {
-            // Failures are forgiven only once no second factor is owed any more, so a
-            // known password cannot buy fresh TOTP guesses.
-            lockout::reset(self.cache.as_ref(), identifier_key).await?;
-        }
-        let remember = opts.remember_device && has_second_factor(&methods);
-        // A TOTP code spent here settles the only step a correct password can still owe
-        // besides a password change (which `owed_step` puts first); otherwise nothing
-        // changed since `owed` was worked out, so it is not read again.
-        let owed = if owed == Some(STEP_VERIFY_TOTP) && has_second_factor(&methods) {
-            None
-        } else {
-            owed
-        };
-        let outcome = self
-            .advance_owed(
-                owed,
-                account,
-                methods,
-                kind,
-                trusted,
-                rehash,
-                opts.workspace.clone(),
-                meta,
-            )
-            .await?;
-        self.finish_second_factor(outcome, remember, meta).await
-    }
-
-    /// After a second factor: forgives earlier failures and, if asked, trusts the browser.
-    async fn finish_second_factor(
-        &self,
-        outcome: LoginOutcome,
-        remember: bool,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        let LoginOutcome::Done(mut issued) = outcome else {
-            return Ok(outcome);
-        };
-        // The session is already committed: nothing below may turn the sign-in into an
-        // error, or the client would be refused a session that exists. Missing either step
-        // only makes things stricter (failures stay counted; the browser is not trusted).
-        let keys = std::iter::once(issued.account.email.as_str())
-            .chain(issued.account.username.as_deref());
-        for key in keys {
-            if let Err(e) = lockout::reset(self.cache.as_ref(), key).await {
-                tracing::warn!(error = %e, "lockout counters not cleared after sign-in");
-            }
-        }
-        if remember {
-            match self.trust_device(issued.account.id, meta).await {
-                Ok(device) => issued.trusted_device = Some(device),
-                Err(e) => tracing::warn!(error = %e, "browser not remembered after sign-in"),
-            }
-        }
-        Ok(LoginOutcome::Done(issued))
-    }
-
     /// Checks a TOTP code against the active secret and spends its time-step. A code for a
     /// step already used (replay) is as wrong as a wrong code.
-    async fn spend_totp(&self, account: &Account, code: &str) -> Result<(), AppError> {
+    pub(crate) async fn spend_totp(&self, account: &Account, code: &str) -> Result<(), AppError> {
         let cred = self.store.totp(account.id).await.map_err(store_err)?;
         let cred = cred.filter(|c| c.active).ok_or(Code::MFA_CODE_INVALID)?;
         let key = totp::open(&self.secrets_key()?, account.id, &cred.secret)?;
@@ -257,127 +68,13 @@ impl Service {
         }
     }
 
-    /// A wrong code at sign-in: audited, counted toward the account's lockout and, for a
-    /// challenge, toward its attempt limit (the fifth wrong code ends it). Returns `e`
-    /// unless counting itself failed.
-    async fn code_failure(
+    /// Checks a recovery code and uses it up (audited with the number left).
+    pub(crate) async fn spend_recovery_code(
         &self,
-        challenge_key: Option<&str>,
         account: &Account,
-        e: AppError,
-        meta: &RequestMeta,
-    ) -> AppError {
-        if e.code != Code::MFA_CODE_INVALID {
-            return e;
-        }
-        let now = self.now();
-        self.audit(
-            event(meta, now, "mfa.verify", "failure")
-                .actor(Some(account.id))
-                .target(Some(account.id))
-                .reason("MFA_CODE_INVALID"),
-        )
-        .await;
-        let counted = async {
-            if lockout::record_failure(self.cache.as_ref(), &self.cfg.lockout, &account.email)
-                .await?
-            {
-                self.audit(
-                    event(meta, now, "account.locked", "success")
-                        .target(Some(account.id))
-                        .details(serde_json::json!({ "identifier": account.email })),
-                )
-                .await;
-            }
-            if let Some(key) = challenge_key {
-                let ttl = Duration::from_secs(self.cfg.session.challenge_ttl_seconds);
-                let n = self
-                    .cache
-                    .incr(&format!("{key}:fail"), ttl)
-                    .await
-                    .map_err(cache_err)?;
-                if n >= MAX_CODE_ATTEMPTS {
-                    self.cache.delete(key).await.map_err(cache_err)?;
-                }
-            }
-            Ok::<(), AppError>(())
-        };
-        match counted.await {
-            Ok(()) => e,
-            Err(err) => err,
-        }
-    }
-
-    /// Loads a live challenge for a code step and its account; refuses while the account's
-    /// email is locked out.
-    async fn code_challenge(
-        &self,
-        challenge: &str,
-        step: &str,
-    ) -> Result<(String, ChallengeState, Account), AppError> {
-        let (key, state) = self.load_challenge(challenge, step).await?;
-        let account = self.active_account(state.account_id).await?;
-        lockout::check(self.cache.as_ref(), &self.cfg.lockout, &account.email).await?;
-        Ok((key, state, account))
-    }
-
-    /// Takes the challenge (single use) and moves on to the next step or tokens.
-    async fn pass_step(
-        &self,
-        key: &str,
-        mut state: ChallengeState,
-        account: Account,
-        method: &str,
-        remember: bool,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        self.cache
-            .take(key)
-            .await
-            .map_err(cache_err)?
-            .ok_or(Code::CHALLENGE_INVALID)?;
-        state.methods.push(method.to_string());
-        let kind = state.token_kind();
-        let outcome = self
-            .advance(
-                account,
-                state.methods,
-                kind,
-                state.trusted,
-                None,
-                state.workspace,
-                meta,
-            )
-            .await?;
-        self.finish_second_factor(outcome, remember, meta).await
-    }
-
-    /// The `verify_totp` step with a TOTP code.
-    #[tracing::instrument(skip_all)]
-    pub async fn complete_totp(
-        &self,
-        challenge: &str,
-        code: &str,
-        remember: bool,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        let (key, state, account) = self.code_challenge(challenge, STEP_VERIFY_TOTP).await?;
-        if let Err(e) = self.spend_totp(&account, code).await {
-            return Err(self.code_failure(Some(&key), &account, e, meta).await);
-        }
-        self.pass_step(&key, state, account, "totp", remember, meta)
-            .await
-    }
-
-    /// The `verify_totp` step with a recovery code, which is then used up.
-    #[tracing::instrument(skip_all)]
-    pub async fn complete_recovery_code(
-        &self,
-        challenge: &str,
         code: &str,
         meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
-        let (key, state, account) = self.code_challenge(challenge, STEP_VERIFY_TOTP).await?;
+    ) -> Result<(), AppError> {
         let now = self.now();
         let used = self
             .store
@@ -385,8 +82,7 @@ impl Service {
             .await
             .map_err(store_err)?;
         if !used {
-            let e = AppError::new(Code::MFA_CODE_INVALID);
-            return Err(self.code_failure(Some(&key), &account, e, meta).await);
+            return Err(Code::MFA_CODE_INVALID.into());
         }
         let left = self
             .store
@@ -400,45 +96,16 @@ impl Service {
                 .details(serde_json::json!({ "remaining": left })),
         )
         .await;
-        self.pass_step(&key, state, account, "recovery_code", false, meta)
-            .await
-    }
-
-    /// The `enroll_totp` step, first half: the secret to scan. Asking again shows the same
-    /// secret, so a page reload does not invalidate what was scanned.
-    pub async fn login_enrollment(&self, challenge: &str) -> Result<Enrollment, AppError> {
-        let (_, state) = self.load_challenge(challenge, STEP_ENROLL_TOTP).await?;
-        let account = self.active_account(state.account_id).await?;
-        self.start_enrollment(&account, true).await
-    }
-
-    /// The `enroll_totp` step, second half: the first code turns TOTP on, then the login
-    /// continues. Returns the outcome and the new recovery codes.
-    #[tracing::instrument(skip_all)]
-    pub async fn complete_enrollment(
-        &self,
-        challenge: &str,
-        code: &str,
-        meta: &RequestMeta,
-    ) -> Result<(LoginOutcome, Vec<String>), AppError> {
-        let (key, state, account) = self.code_challenge(challenge, STEP_ENROLL_TOTP).await?;
-        let codes = match self.confirm_pending(&account, code, meta).await {
-            Ok(codes) => codes,
-            Err(e) => return Err(self.code_failure(Some(&key), &account, e, meta).await),
-        };
-        let outcome = self
-            .pass_step(&key, state, account, "totp", false, meta)
-            .await?;
-        Ok((outcome, codes))
+        Ok(())
     }
 
     /// Stores a new pending secret (or, with `reuse`, shows the pending one again).
-    async fn start_enrollment(
+    pub(crate) async fn start_enrollment(
         &self,
         account: &Account,
         reuse: bool,
     ) -> Result<Enrollment, AppError> {
-        if self.instance_settings().await?.mfa_policy == "off" {
+        if self.instance_settings().await?.mfa_policy == MfaPolicy::Off {
             return Err(Code::PERMISSION_REQUIRED.into());
         }
         let key = self.secrets_key()?;
@@ -472,7 +139,7 @@ impl Service {
 
     /// Checks `code` against the pending secret and turns TOTP on with ten new recovery
     /// codes, in one transaction.
-    async fn confirm_pending(
+    pub(crate) async fn confirm_pending(
         &self,
         account: &Account,
         code: &str,
@@ -674,7 +341,7 @@ impl Service {
     }
 
     /// Stores a trusted device and returns its signed cookie value and lifetime (seconds).
-    async fn trust_device(
+    pub(crate) async fn trust_device(
         &self,
         account: Id,
         meta: &RequestMeta,
@@ -704,7 +371,7 @@ impl Service {
     }
 
     /// True if `cookie` is a correctly signed, live trusted device of `account`.
-    async fn device_trusted(&self, account: Id, cookie: &str) -> Result<bool, AppError> {
+    pub(crate) async fn device_trusted(&self, account: Id, cookie: &str) -> Result<bool, AppError> {
         let Some((token, sig)) = cookie.split_once('.') else {
             return Ok(false);
         };

@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use gatehouse_core::admin::CreateUser;
-use gatehouse_core::auth::{Issued, LoginOutcome};
+use gatehouse_core::auth::Issued;
+use gatehouse_core::login::LoginOutcome;
 use gatehouse_core::tenancy::LoginContext;
 use gatehouse_core::tokens::opaque_token;
 use gatehouse_domain::model::{AccountStatus, AuditFilter, Page, Session, TokenKind};
@@ -443,7 +444,7 @@ fn login_response(s: &AppState, outcome: LoginOutcome) -> Response {
             json!({
                 "challengeToken": ch.token.expose(),
                 "expiresIn": ch.expires_in,
-                "nextAction": { "type": ch.step },
+                "nextAction": { "type": ch.step.as_str() },
             }),
         ),
     }
@@ -454,7 +455,7 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, body: JsonBody) ->
     let mut f = Fields::new(body);
     let identifier = f.req_str("identifier", 320);
     let password = f.req_secret("password", 4096);
-    let opts = gatehouse_core::mfa::LoginOptions {
+    let opts = gatehouse_core::login::LoginOptions {
         totp: f.opt_secret("totp", 64),
         remember_device: f.opt_bool("rememberDevice").unwrap_or(false),
         device: cookies::get(&headers, &cookies::name(&s.http, cookies::DEVICE)).map(Secret::new),

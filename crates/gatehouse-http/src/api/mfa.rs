@@ -10,7 +10,7 @@ use crate::openapi::{RouteDoc, Routes, Security};
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, patch, post};
 use gatehouse_core::admin::SettingsPatch;
-use gatehouse_core::auth::LoginOutcome;
+use gatehouse_core::login::LoginOutcome;
 use gatehouse_core::mfa::Enrollment;
 use gatehouse_domain::{Code, Secret};
 use serde_json::{Value, json};

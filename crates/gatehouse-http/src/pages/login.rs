@@ -12,7 +12,8 @@ use crate::{AppState, context, cookies};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use gatehouse_core::auth::{Issued, LoginOutcome};
+use gatehouse_core::auth::Issued;
+use gatehouse_core::login::LoginOutcome;
 use gatehouse_domain::model::TokenKind;
 use gatehouse_domain::{Code, FieldError, Locale, Secret};
 
@@ -66,7 +67,7 @@ pub async fn submit(
         return again(Problem::fields(errors, locale));
     }
     let secret = Secret::new(password);
-    let opts = gatehouse_core::mfa::LoginOptions {
+    let opts = gatehouse_core::login::LoginOptions {
         device: cookies::get(&headers, &cookies::name(&s.http, cookies::DEVICE)).map(Secret::new),
         ..Default::default()
     };

@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use gatehouse_core::Principal;
-use gatehouse_core::auth::{Challenge, LoginOutcome};
-use gatehouse_core::mfa::{Enrollment, STEP_ENROLL_TOTP, STEP_VERIFY_TOTP};
+use gatehouse_core::login::{Challenge, LoginOutcome, Step};
+use gatehouse_core::mfa::Enrollment;
 use gatehouse_domain::{AppError, Code, FieldError, Id, Locale, Secret};
 use std::fmt::Write;
 
@@ -180,9 +180,9 @@ pub(super) async fn step(
 ) -> Response {
     let token = ch.token.expose();
     match ch.step {
-        STEP_VERIFY_TOTP => totp_page(s, headers, token, next, None),
-        STEP_ENROLL_TOTP => login_enroll_page(s, headers, token, next, None).await,
-        _ => step_page(s, headers, token, next, None, StatusCode::OK),
+        Step::VerifySecondFactor => totp_page(s, headers, token, next, None),
+        Step::EnrollTotp => login_enroll_page(s, headers, token, next, None).await,
+        Step::ChangePassword => step_page(s, headers, token, next, None, StatusCode::OK),
     }
 }
 

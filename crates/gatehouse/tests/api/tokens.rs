@@ -561,7 +561,7 @@ async fn a_key_rotated_by_another_instance_is_picked_up_on_first_sight(b: Backen
         )
         .await
         .unwrap();
-    let gatehouse_core::auth::LoginOutcome::Done(issued) = outcome else {
+    let gatehouse_core::login::LoginOutcome::Done(issued) = outcome else {
         panic!("expected tokens")
     };
     let token = issued.access_token.unwrap().expose().to_string();
