@@ -33,8 +33,11 @@ pub struct RouteDoc {
     pub query: &'static [&'static str],
     /// Codes this route can answer with (besides the ones every route can).
     pub codes: &'static [Code],
-    /// `text/html` pages instead of JSON.
+    /// `text/html` pages instead of JSON: their errors are pages too, and they may redirect.
     pub html: bool,
+    /// The media type of a 200 answer that is a document of its own, not an envelope
+    /// (`/openapi.json`, the JWKS, metrics).
+    pub plain: Option<&'static str>,
 }
 
 impl RouteDoc {
@@ -55,6 +58,7 @@ impl RouteDoc {
             query: &[],
             codes: &[],
             html: false,
+            plain: None,
         }
     }
 }
@@ -141,9 +145,18 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             codes.extend(COMMON);
         }
         let mut responses = Map::new();
+        if let Some(media) = r.plain {
+            responses.insert(
+                "200".into(),
+                json!({ "description": "The document itself (not an envelope)", "content": { media: {} } }),
+            );
+        }
         for code in &codes {
             let status = code.status().to_string();
             let entry = responses.entry(status).or_insert_with(|| {
+                if r.html {
+                    return json!({ "description": "", "content": { "text/html": {} } });
+                }
                 json!({ "description": "", "content": { "application/json": { "schema": {
                     "$ref": if code.is_success() { "#/components/schemas/Envelope" } else { "#/components/schemas/ErrorEnvelope" }
                 } } } })
@@ -160,6 +173,10 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             responses.insert(
                 "200".into(),
                 json!({ "description": "HTML page", "content": { "text/html": {} } }),
+            );
+            responses.insert(
+                "303".into(),
+                json!({ "description": "See Other: on to the next page (`next`, a sign-in step, or the sign-in form)" }),
             );
         }
         let mut op = json!({

@@ -32,21 +32,27 @@ pub fn routes() -> Routes {
             get(ready),
         )
         .at(
-            RouteDoc::new("GET", "/openapi.json", OPS, "This document"),
+            RouteDoc {
+                plain: Some("application/json"),
+                ..RouteDoc::new("GET", "/openapi.json", OPS, "This document")
+            },
             get(openapi),
         )
         .at(
-            RouteDoc::new(
-                "GET",
-                "/.well-known/jwks.json",
-                OPS,
-                "Public keys that verify access tokens",
-            ),
+            RouteDoc {
+                plain: Some("application/json"),
+                ..RouteDoc::new(
+                    "GET",
+                    "/.well-known/jwks.json",
+                    OPS,
+                    "Public keys that verify access tokens",
+                )
+            },
             get(jwks),
         )
         .at(
             RouteDoc {
-                html: true,
+                plain: Some("text/plain"),
                 ..RouteDoc::new("GET", "/metrics", OPS, "Prometheus metrics (text format)")
             },
             get(metrics),
