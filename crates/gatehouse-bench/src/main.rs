@@ -189,7 +189,7 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// The result table as Markdown (printed, and pasted into the README).
+/// The result table as Markdown (printed, and pasted into docs/benchmarks.md).
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
         "| scenario | figure | baseline | ratio | target | pass |\n|---|---|---|---|---|---|\n",

@@ -1,4 +1,4 @@
-//! The message-code catalog (DESIGN.md §2): every code the API can answer with, its HTTP
+//! The message-code catalog (docs/api.md, "Message codes"): every code the API can answer with, its HTTP
 //! status, and its human message in each supported language.
 
 use serde::Serialize;

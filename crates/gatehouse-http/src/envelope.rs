@@ -1,4 +1,4 @@
-//! The response envelope (DESIGN.md §2). Every JSON answer, success or error, goes through
+//! The response envelope (docs/api.md, "Conventions"). Every JSON answer, success or error, goes through
 //! here, so codes, statuses, localized messages and request ids are set in one place.
 
 use crate::context;

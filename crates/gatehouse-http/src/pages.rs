@@ -1,4 +1,4 @@
-//! Server-rendered pages (DESIGN.md §5): sign-in with its password-change step, sign-out,
+//! Server-rendered pages (docs/api.md): sign-in with its password-change step, sign-out,
 //! and the account page. They work without JavaScript; every form carries a CSRF token
 //! bound to the browser's `gh_csrf` cookie, and every page is served with a strict CSP.
 

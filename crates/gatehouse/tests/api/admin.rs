@@ -1,4 +1,4 @@
-//! The admin user contract (DESIGN.md §5), guarded by the `admin` role.
+//! The admin user contract (docs/api.md, "Admin"), guarded by the `admin` role.
 
 use crate::backend_tests;
 use crate::helpers::*;
