@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Barrier;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -150,14 +150,7 @@ where
 
 /// The Redis server to test against; its absence fails the run under `CI=true`.
 fn redis_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
-            "CI=true but GATEHOUSE_TEST_REDIS_URL is not set: the Redis cache conformance tests \
-             are mandatory in CI (e.g. redis://127.0.0.1:6379)"
-        ),
-        _ => None,
-    }
+    gatehouse_testkit::redis_url()
 }
 
 fn redis_options(prefix: &str) -> RedisOptions {
@@ -202,15 +195,7 @@ async fn delete_keys(mut raw: MultiplexedConnection, pattern: &str) {
     }
 }
 
-/// Re-raises the case's panic (after cleanup) so the test fails with its message.
-fn rethrow(outcome: Result<(), JoinError>) {
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("test task did not finish: {e}"),
-        }
-    }
-}
+use gatehouse_testkit::rethrow;
 
 /// Generates `#[tokio::test]`s running each case on each backend.
 macro_rules! conformance {

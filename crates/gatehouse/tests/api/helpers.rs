@@ -26,24 +26,10 @@ pub enum Backend {
 impl Backend {
     /// PostgreSQL + Redis when both test URLs are set. Under CI they are mandatory.
     pub fn postgres() -> Option<Backend> {
-        let db = std::env::var("GATEHOUSE_TEST_DATABASE_URL")
-            .ok()
-            .filter(|v| !v.is_empty());
-        let redis = std::env::var("GATEHOUSE_TEST_REDIS_URL")
-            .ok()
-            .filter(|v| !v.is_empty());
-        match (db, redis) {
-            (Some(database_url), Some(redis_url)) => Some(Backend::Postgres {
-                database_url,
-                redis_url,
-            }),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!(
-                    "CI=true but GATEHOUSE_TEST_DATABASE_URL / GATEHOUSE_TEST_REDIS_URL are not set"
-                )
-            }
-            _ => None,
-        }
+        gatehouse_testkit::postgres_and_redis().map(|(database_url, redis_url)| Backend::Postgres {
+            database_url,
+            redis_url,
+        })
     }
 }
 
@@ -111,7 +97,7 @@ impl Drop for Cleanup {
             };
             rt.block_on(async move {
                 if let Some((admin_url, name)) = pg {
-                    drop_database(&admin_url, &name).await;
+                    gatehouse_testkit::drop_database(&admin_url, &name).await;
                 }
                 if let Some((url, prefix)) = redis {
                     delete_prefix(&url, &prefix).await;
@@ -119,17 +105,6 @@ impl Drop for Cleanup {
             });
         })
         .join();
-    }
-}
-
-async fn drop_database(admin_url: &str, name: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
     }
 }
 
@@ -148,34 +123,6 @@ async fn delete_prefix(url: &str, prefix: &str) {
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
-}
-
-/// Replaces the database name in a PostgreSQL URL.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    format!("{root}/{name}{query}")
-}
-
-/// A fresh PostgreSQL database for one test; returns its URL and the cleanup record.
-pub async fn create_database(admin_url: &str) -> (String, String) {
-    use sqlx::Connection;
-    let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect to GATEHOUSE_TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    (with_database(admin_url, &name), name)
 }
 
 /// The configuration every test starts from: cheap Argon2 (set through config, never by
@@ -227,7 +174,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
             database_url,
             redis_url,
         } => {
-            let (url, name) = create_database(database_url).await;
+            let (url, name) = gatehouse_testkit::create_database(database_url).await;
             config.database.url = url;
             // PostgreSQL needs a configured key (SQLite tests use the generated key file).
             config.secrets.encryption_key =
@@ -305,8 +252,7 @@ impl Reply {
     }
 }
 
-/// `[secrets] encryption_key` for tests that need a configured one (base64 of 32 bytes).
-pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub use gatehouse_testkit::TEST_ENCRYPTION_KEY;
 
 /// The strong password test accounts get.
 pub const PASSWORD: &str = "correct-Horse-battery-9";

@@ -19,28 +19,12 @@ pub const ADMIN_PASSWORD: &str = "Cluster-admin-pass-71";
 /// No request may take longer than this; a request that does counts as a hang.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The shared test PostgreSQL and Redis, from `GATEHOUSE_TEST_DATABASE_URL` and
-/// `GATEHOUSE_TEST_REDIS_URL`. `None` (skip) when unset, except under `CI=true`.
+/// The shared test PostgreSQL and Redis (see `gatehouse_testkit::postgres_and_redis`).
 pub fn test_urls() -> Option<(String, String)> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("GATEHOUSE_TEST_DATABASE_URL"),
-        get("GATEHOUSE_TEST_REDIS_URL"),
-    ) {
-        (Some(db), Some(redis)) => Some((db, redis)),
-        _ if is_ci() => {
-            panic!("CI=true but GATEHOUSE_TEST_DATABASE_URL / GATEHOUSE_TEST_REDIS_URL are not set")
-        }
-        _ => {
-            println!("skipped: GATEHOUSE_TEST_DATABASE_URL / GATEHOUSE_TEST_REDIS_URL not set");
-            None
-        }
-    }
+    gatehouse_testkit::postgres_and_redis()
 }
 
-pub fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+pub use gatehouse_testkit::is_ci;
 
 /// Runs `f` on a fresh current-thread runtime on its own thread (for async clean-up in
 /// `Drop`, which may run inside the test's runtime).
@@ -59,20 +43,6 @@ where
     .join();
 }
 
-/// Replaces the database name in a PostgreSQL URL.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    format!("{root}/{name}{query}")
-}
-
 /// A fresh database `gh_test_<uuid>` on a server, dropped on drop.
 pub struct TestDb {
     admin_url: String,
@@ -82,17 +52,9 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create(admin_url: &str) -> TestDb {
-        use sqlx::Connection;
-        let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("connect to the test PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
+        let (url, name) = gatehouse_testkit::create_database(admin_url).await;
         TestDb {
-            url: with_database(admin_url, &name),
+            url,
             admin_url: admin_url.to_string(),
             name,
         }
@@ -102,16 +64,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        block_on_thread(async move {
-            use sqlx::Connection;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
-        });
+        block_on_thread(async move { gatehouse_testkit::drop_database(&admin_url, &name).await });
     }
 }
 
