@@ -312,10 +312,7 @@ impl Service {
             .await
             .map_err(store_err)?
             .ok_or(Code::NOT_FOUND)?;
-        lockout::unlock(self.cache.as_ref(), &account.email).await?;
-        if let Some(u) = &account.username {
-            lockout::unlock(self.cache.as_ref(), u).await?;
-        }
+        lockout::unlock(self.cache.as_ref(), lockout::Subject::Account(account.id)).await?;
         self.audit(
             event(meta, self.now(), "admin.user.unlock", "success")
                 .actor(actor)

@@ -4,6 +4,7 @@
 
 use crate::audit::{AuditExt, event};
 use crate::jwt::Claims;
+use crate::lockout;
 use crate::password::check_policy;
 use crate::service::{AuthVia, Principal, RequestMeta, Service, cache_err, store_err};
 use crate::tenancy::{BranchContext, LoginContext};
@@ -352,22 +353,11 @@ impl Service {
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let account = self.me(p).await?;
-        let stored = self
-            .store
-            .password_hash(account.id)
-            .await
-            .map_err(store_err)?;
+        // The current password is a secret check like any other: it counts toward the
+        // account's lockout, and a locked account cannot try it.
+        self.check_current_password(&account, current, "password.change", meta)
+            .await?;
         let now = self.now();
-        if !self.hasher.verify(current, stored.as_deref()).await?.ok() {
-            self.audit(
-                event(meta, now, "password.change", "failure")
-                    .actor(Some(account.id))
-                    .target(Some(account.id))
-                    .reason("INVALID_CREDENTIALS"),
-            )
-            .await;
-            return Err(Code::INVALID_CREDENTIALS.into());
-        }
         check_policy(
             &self.cfg.password,
             new,
@@ -426,6 +416,38 @@ impl Service {
             self.deny_access_token(p).await?;
         }
         Ok(())
+    }
+
+    /// Checks a signed-in account's current password (to change it, or to turn TOTP off):
+    /// refused while the account is locked; a wrong one is audited under `action` and
+    /// counted toward the lockout.
+    pub(crate) async fn check_current_password(
+        &self,
+        account: &Account,
+        password: &Secret,
+        action: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let subject = lockout::Subject::Account(account.id);
+        lockout::check(self.cache.as_ref(), &self.cfg.lockout, subject).await?;
+        let stored = self
+            .store
+            .password_hash(account.id)
+            .await
+            .map_err(store_err)?;
+        if self.hasher.verify(password, stored.as_deref()).await?.ok() {
+            return Ok(());
+        }
+        self.audit(
+            event(meta, self.now(), action, "failure")
+                .actor(Some(account.id))
+                .target(Some(account.id))
+                .reason("INVALID_CREDENTIALS"),
+        )
+        .await;
+        self.count_failure(subject, &serde_json::json!(account.email), meta)
+            .await?;
+        Err(Code::INVALID_CREDENTIALS.into())
     }
 
     /// Writes an audit row outside a transaction. A failure is logged, never hidden from

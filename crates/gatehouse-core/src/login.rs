@@ -20,7 +20,8 @@
 
 use crate::audit::{AuditExt, event};
 use crate::auth::{Issued, identifiers};
-use crate::lockout;
+use crate::lockout::{self, Subject};
+use crate::mfa::Keep;
 use crate::password::{Verified, check_policy};
 use crate::service::{RequestMeta, Service, cache_err, store_err};
 use crate::tenancy::LoginContext;
@@ -146,19 +147,25 @@ pub struct Requirements {
 
 /// The step a sign-in owes next, or `None` when tokens may be issued. `trusted`: this
 /// browser holds a live trusted-device cookie, which stands in for the second factor.
+///
+/// Every factor the account has is proven before any required action: someone holding
+/// only the password must not be able to set a new one (which would lock the owner out
+/// and revoke their sessions and trusted browsers).
 pub fn next_step(req: &Requirements, proven: &[Method], trusted: bool) -> Option<Step> {
+    let second_factor_owed = req.policy != MfaPolicy::Off
+        && req.has_totp
+        && !trusted
+        && !proven.iter().any(|m| m.is_second_factor());
+    if second_factor_owed {
+        return Some(Step::VerifySecondFactor);
+    }
     if req.must_change_password {
         return Some(Step::ChangePassword);
     }
-    if req.policy == MfaPolicy::Off || proven.iter().any(|m| m.is_second_factor()) {
-        return None;
-    }
-    match (req.has_totp, trusted, req.policy) {
-        (true, true, _) => None,
-        (true, false, _) => Some(Step::VerifySecondFactor),
-        (false, _, MfaPolicy::Required) => Some(Step::EnrollTotp),
-        (false, _, _) => None,
-    }
+    let enrolment_owed = req.policy == MfaPolicy::Required
+        && !req.has_totp
+        && !proven.iter().any(|m| m.is_second_factor());
+    enrolment_owed.then_some(Step::EnrollTotp)
 }
 
 /// Everything a sign-in carries from step to step. Between calls it lives in the cache
@@ -258,6 +265,20 @@ pub struct LoginOptions {
     pub workspace: Option<String>,
 }
 
+/// The identifier as an audit row may hold it. An account's own e-mail or username is
+/// kept; for a name no account has, only an e-mail address is kept as typed, anything else
+/// as a digest: a password typed into the identifier field must not land in the audit.
+fn audit_identifier(ident: &Identifier, known: bool) -> serde_json::Value {
+    match ident {
+        _ if known => serde_json::json!(ident.normalized()),
+        Identifier::Email(e) => serde_json::json!(e.as_str()),
+        Identifier::Username(u) => {
+            let hex = digest_hex(u.as_str());
+            serde_json::json!(format!("sha256:{}", &hex[..16]))
+        }
+    }
+}
+
 impl Service {
     /// Password sign-in without extras; see [`Service::login_with`].
     pub async fn login(
@@ -292,23 +313,32 @@ impl Service {
         }
         let key = ident.normalized().to_string();
         let now = self.now();
-        if let Err(e) = lockout::check(self.cache.as_ref(), &self.cfg.lockout, &key).await {
-            if e.code == Code::ACCOUNT_LOCKED {
-                self.audit(
-                    event(meta, now, "login", "failure")
-                        .reason("ACCOUNT_LOCKED")
-                        .details(serde_json::json!({ "identifier": key })),
-                )
-                .await;
-            }
-            return Err(e);
-        }
         crate::ratelimit::check_identifier(self, &key).await?;
         let account = match &ident {
             Identifier::Email(e) => self.store.account_by_email(e.as_str()).await,
             Identifier::Username(u) => self.store.account_by_username(u.as_str()).await,
         }
         .map_err(store_err)?;
+        // Failures count per account, whichever name it was given by, and per name for
+        // names no account has: both lock the same way, so a lock tells nothing.
+        let subject = match &account {
+            Some(a) => Subject::Account(a.id),
+            None => Subject::Unknown(&key),
+        };
+        let shown = audit_identifier(&ident, account.is_some());
+        let target = account.as_ref().map(|a| a.id);
+        if let Err(e) = lockout::check(self.cache.as_ref(), &self.cfg.lockout, subject).await {
+            if e.code == Code::ACCOUNT_LOCKED {
+                self.audit(
+                    event(meta, now, "login", "failure")
+                        .target(target)
+                        .reason("ACCOUNT_LOCKED")
+                        .details(serde_json::json!({ "identifier": shown })),
+                )
+                .await;
+            }
+            return Err(e);
+        }
         let stored = match &account {
             Some(a) => self.store.password_hash(a.id).await.map_err(store_err)?,
             None => None,
@@ -316,26 +346,15 @@ impl Service {
         let verified = self.hasher.verify(password, stored.as_deref()).await?;
         let account = match (account, verified.ok()) {
             (Some(a), true) => a,
-            (account, _) => {
-                let target = account.map(|a| a.id);
-                let locked =
-                    lockout::record_failure(self.cache.as_ref(), &self.cfg.lockout, &key).await?;
+            _ => {
                 self.audit(
                     event(meta, now, "login", "failure")
                         .target(target)
                         .reason("INVALID_CREDENTIALS")
-                        .details(serde_json::json!({ "identifier": key })),
+                        .details(serde_json::json!({ "identifier": shown })),
                 )
                 .await;
-                if locked {
-                    self.metrics.inc("gatehouse_lockouts_total", &[]);
-                    self.audit(
-                        event(meta, now, "account.locked", "success")
-                            .target(target)
-                            .details(serde_json::json!({ "identifier": key })),
-                    )
-                    .await;
-                }
+                self.count_failure(subject, &shown, meta).await?;
                 return Err(Code::INVALID_CREDENTIALS.into());
             }
         };
@@ -367,7 +386,7 @@ impl Service {
         if let Verified::YesRehashed(h) = verified {
             state.rehash = Some(h);
         }
-        self.after_password(account, state, &key, opts, meta).await
+        self.after_password(account, state, opts, meta).await
     }
 
     /// Everything after a correct password: the trusted-device cookie, a TOTP code sent
@@ -376,7 +395,6 @@ impl Service {
         &self,
         account: Account,
         mut state: LoginState,
-        identifier_key: &str,
         opts: &LoginOptions,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, AppError> {
@@ -392,14 +410,12 @@ impl Service {
                 return Err(self.code_failure(None, &account, e, meta).await);
             }
             state.methods.push(Method::Totp);
-            // The code settled the only step a correct password can still owe besides a
-            // password change, which `next_step` puts first.
-            owed = None;
+            owed = self.owed_step(&account, &state).await?;
         }
         if owed != Some(Step::VerifySecondFactor) {
             // Failures are forgiven only once no second factor is owed any more, so a
             // known password cannot buy fresh TOTP guesses.
-            lockout::reset(self.cache.as_ref(), identifier_key).await?;
+            lockout::reset(self.cache.as_ref(), Subject::Account(account.id)).await?;
         }
         let remember = opts.remember_device && state.has_second_factor();
         let outcome = self.advance_to(owed, account, state, meta).await?;
@@ -413,9 +429,6 @@ impl Service {
         account: &Account,
         state: &LoginState,
     ) -> Result<Option<Step>, AppError> {
-        if account.must_change_password {
-            return Ok(Some(Step::ChangePassword));
-        }
         let policy = self.instance_settings().await?.mfa_policy;
         let has_totp = if policy == MfaPolicy::Off || state.has_second_factor() {
             false
@@ -427,7 +440,7 @@ impl Service {
                 .is_some_and(|t| t.active)
         };
         let req = Requirements {
-            must_change_password: false,
+            must_change_password: account.must_change_password,
             has_totp,
             policy,
         };
@@ -594,7 +607,8 @@ impl Service {
     ) -> Result<(String, LoginState, Account), AppError> {
         let (key, state) = self.load_challenge(challenge, step).await?;
         let account = self.active_account(state.account_id).await?;
-        lockout::check(self.cache.as_ref(), &self.cfg.lockout, &account.email).await?;
+        let subject = Subject::Account(account.id);
+        lockout::check(self.cache.as_ref(), &self.cfg.lockout, subject).await?;
         Ok((key, state, account))
     }
 
@@ -651,19 +665,37 @@ impl Service {
             .await
     }
 
-    /// The `enroll_totp` step, first half: the secret to scan. Asking again shows the same
-    /// secret, so a page reload does not invalidate what was scanned.
+    /// The `enroll_totp` step, first half: the secret to scan. The first call for a
+    /// challenge makes a fresh secret (replacing any pending one, so nobody can plant a
+    /// secret ahead of the owner) and binds it to the challenge; asking again with the same
+    /// challenge shows the same secret, so a page reload does not invalidate what was
+    /// scanned.
     pub async fn login_enrollment(
         &self,
         challenge: &str,
     ) -> Result<crate::mfa::Enrollment, AppError> {
-        let (_, state) = self.load_challenge(challenge, Step::EnrollTotp).await?;
+        let (key, state) = self.load_challenge(challenge, Step::EnrollTotp).await?;
         let account = self.active_account(state.account_id).await?;
-        self.start_enrollment(&account, true).await
+        let bound_key = format!("{key}:totp");
+        let bound = self.cache.get(&bound_key).await.map_err(cache_err)?;
+        let keep = match &bound {
+            Some(d) => Keep::Bound(d),
+            None => Keep::Fresh,
+        };
+        let (enrollment, shown) = self.start_enrollment(&account, keep).await?;
+        if bound.as_deref() != Some(&shown[..]) {
+            let ttl = Duration::from_secs(self.cfg.session.challenge_ttl_seconds);
+            self.cache
+                .set(&bound_key, &shown, ttl)
+                .await
+                .map_err(cache_err)?;
+        }
+        Ok(enrollment)
     }
 
-    /// The `enroll_totp` step, second half: the first code turns TOTP on, then the sign-in
-    /// advances. Returns the outcome and the new recovery codes.
+    /// The `enroll_totp` step, second half: the first code of the secret this challenge
+    /// showed turns TOTP on, then the sign-in advances. Returns the outcome and the new
+    /// recovery codes.
     #[tracing::instrument(skip_all)]
     pub async fn complete_enrollment(
         &self,
@@ -672,7 +704,27 @@ impl Service {
         meta: &RequestMeta,
     ) -> Result<(LoginOutcome, Vec<String>), AppError> {
         let (key, state, account) = self.code_challenge(challenge, Step::EnrollTotp).await?;
-        let codes = match self.confirm_pending(&account, code, meta).await {
+        let confirmed = async {
+            // The pending secret must be the one this challenge showed.
+            let bound = self
+                .cache
+                .get(&format!("{key}:totp"))
+                .await
+                .map_err(cache_err)?
+                .ok_or(Code::MFA_CODE_INVALID)?;
+            let pending = self.store.totp(account.id).await.map_err(store_err)?;
+            let ours = pending.is_some_and(|c| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &bound[..],
+                    &digest(&c.secret)[..],
+                ))
+            });
+            if !ours {
+                return Err(AppError::new(Code::MFA_CODE_INVALID));
+            }
+            self.confirm_pending(&account, code, meta).await
+        };
+        let codes = match confirmed.await {
             Ok(codes) => codes,
             Err(e) => return Err(self.code_failure(Some(&key), &account, e, meta).await),
         };
@@ -704,16 +756,9 @@ impl Service {
         )
         .await;
         let counted = async {
-            if lockout::record_failure(self.cache.as_ref(), &self.cfg.lockout, &account.email)
-                .await?
-            {
-                self.audit(
-                    event(meta, now, "account.locked", "success")
-                        .target(Some(account.id))
-                        .details(serde_json::json!({ "identifier": account.email })),
-                )
-                .await;
-            }
+            let shown = serde_json::json!(account.email);
+            self.count_failure(Subject::Account(account.id), &shown, meta)
+                .await?;
             if let Some(key) = challenge_key {
                 let ttl = Duration::from_secs(self.cfg.session.challenge_ttl_seconds);
                 let n = self
@@ -746,12 +791,9 @@ impl Service {
         // The session is already committed: nothing below may turn the sign-in into an
         // error, or the client would be refused a session that exists. Missing either step
         // only makes things stricter (failures stay counted; the browser is not trusted).
-        let keys = std::iter::once(issued.account.email.as_str())
-            .chain(issued.account.username.as_deref());
-        for key in keys {
-            if let Err(e) = lockout::reset(self.cache.as_ref(), key).await {
-                tracing::warn!(error = %e, "lockout counters not cleared after sign-in");
-            }
+        let subject = Subject::Account(issued.account.id);
+        if let Err(e) = lockout::reset(self.cache.as_ref(), subject).await {
+            tracing::warn!(error = %e, "lockout counters not cleared after sign-in");
         }
         if remember {
             match self.trust_device(issued.account.id, meta).await {
@@ -854,9 +896,31 @@ mod tests {
     const PWD: &[Method] = &[Method::Password];
 
     #[test]
-    fn a_required_password_change_comes_before_anything_else() {
-        for policy in MfaPolicy::ALL {
+    fn the_second_factor_comes_before_a_required_password_change() {
+        for policy in [MfaPolicy::Optional, MfaPolicy::Required] {
+            assert_eq!(
+                next_step(&req(true, true, policy), PWD, false),
+                Some(Step::VerifySecondFactor)
+            );
+            let both = [Method::Password, Method::Totp];
+            assert_eq!(
+                next_step(&req(true, true, policy), &both, false),
+                Some(Step::ChangePassword)
+            );
+        }
+    }
+
+    #[test]
+    fn a_required_password_change_comes_before_enrolment() {
+        assert_eq!(
+            next_step(&req(true, false, MfaPolicy::Required), PWD, false),
+            Some(Step::ChangePassword)
+        );
+        for policy in [MfaPolicy::Off, MfaPolicy::Optional] {
             for has_totp in [false, true] {
+                if policy == MfaPolicy::Optional && has_totp {
+                    continue;
+                }
                 assert_eq!(
                     next_step(&req(true, has_totp, policy), PWD, false),
                     Some(Step::ChangePassword)

@@ -4,6 +4,7 @@
 //! signed-in management flows.
 
 use crate::audit::{AuditExt, event};
+use crate::lockout;
 use crate::login::MfaPolicy;
 use crate::service::{Principal, RequestMeta, Service, store_err};
 use crate::tokens::{b64url, digest, opaque_token};
@@ -22,6 +23,18 @@ pub struct Enrollment {
     pub otpauth_url: Secret,
     /// `data:image/svg+xml;base64,…`
     pub qr_code: Secret,
+}
+
+/// Which pending TOTP secret an enrolment start may show again instead of making a new one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keep<'a> {
+    /// None: always a fresh secret, replacing any pending one.
+    Fresh,
+    /// Whatever is pending (the signed-in owner asked to see it again).
+    Any,
+    /// Only the pending secret whose sealed form has this digest (the one this sign-in
+    /// challenge showed before): a secret someone else started is never shown.
+    Bound(&'a [u8]),
 }
 
 /// The signed-in account's second-factor state.
@@ -68,6 +81,26 @@ impl Service {
         }
     }
 
+    /// [`Service::spend_totp`] for a signed-in account: refused while the account is
+    /// locked, and a wrong code counts toward the lockout.
+    async fn spend_counted_totp(
+        &self,
+        account: &Account,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let subject = lockout::Subject::Account(account.id);
+        lockout::check(self.cache.as_ref(), &self.cfg.lockout, subject).await?;
+        let spent = self.spend_totp(account, code).await;
+        if let Err(e) = &spent
+            && e.code == Code::MFA_CODE_INVALID
+        {
+            self.count_failure(subject, &serde_json::json!(account.email), meta)
+                .await?;
+        }
+        spent
+    }
+
     /// Checks a recovery code and uses it up (audited with the number left).
     pub(crate) async fn spend_recovery_code(
         &self,
@@ -100,19 +133,26 @@ impl Service {
     }
 
     /// Stores a new pending secret (or, with `reuse`, shows the pending one again).
+    /// Returns the enrolment and the digest of the sealed pending secret it shows, which a
+    /// caller can later pass as [`Keep::Bound`].
     pub(crate) async fn start_enrollment(
         &self,
         account: &Account,
-        reuse: bool,
-    ) -> Result<Enrollment, AppError> {
+        keep: Keep<'_>,
+    ) -> Result<(Enrollment, Vec<u8>), AppError> {
         if self.instance_settings().await?.mfa_policy == MfaPolicy::Off {
             return Err(Code::PERMISSION_REQUIRED.into());
         }
         let key = self.secrets_key()?;
         let existing = self.store.totp(account.id).await.map_err(store_err)?;
-        let raw = match existing {
+        let kept = |sealed: &str| match keep {
+            Keep::Fresh => false,
+            Keep::Any => true,
+            Keep::Bound(d) => bool::from(subtle::ConstantTimeEq::ct_eq(d, &digest(sealed)[..])),
+        };
+        let (raw, sealed) = match existing {
             Some(c) if c.active => return Err(Code::CONFLICT.into()),
-            Some(c) if reuse => totp::open(&key, account.id, &c.secret)?,
+            Some(c) if kept(&c.secret) => (totp::open(&key, account.id, &c.secret)?, c.secret),
             _ => {
                 let raw = totp::new_secret()?.to_vec();
                 let sealed = totp::seal(&key, account.id, &raw)?;
@@ -124,17 +164,18 @@ impl Service {
                 {
                     return Err(Code::CONFLICT.into());
                 }
-                raw
+                (raw, sealed)
             }
         };
         let secret = totp::base32(&raw);
         let url = totp::otpauth_url(&self.cfg.jwt.issuer, &account.email, &secret);
         let qr = totp::qr_data_url(&url)?;
-        Ok(Enrollment {
+        let enrollment = Enrollment {
             secret: Secret::new(secret),
             otpauth_url: Secret::new(url),
             qr_code: Secret::new(qr),
-        })
+        };
+        Ok((enrollment, digest(&sealed)))
     }
 
     /// Checks `code` against the pending secret and turns TOTP on with ten new recovery
@@ -175,7 +216,8 @@ impl Service {
     /// `reuse` asks for the pending one again. `CONFLICT` if TOTP is already on.
     pub async fn enroll_totp(&self, p: &Principal, reuse: bool) -> Result<Enrollment, AppError> {
         let account = self.me(p).await?;
-        self.start_enrollment(&account, reuse).await
+        let keep = if reuse { Keep::Any } else { Keep::Fresh };
+        Ok(self.start_enrollment(&account, keep).await?.0)
     }
 
     /// Turns TOTP on with the first code; returns the ten recovery codes (shown once).
@@ -197,7 +239,7 @@ impl Service {
         meta: &RequestMeta,
     ) -> Result<Vec<String>, AppError> {
         let account = self.me(p).await?;
-        self.spend_totp(&account, code).await?;
+        self.spend_counted_totp(&account, code, meta).await?;
         let codes = totp::new_recovery_codes()?;
         let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_hash(c)).collect();
         let now = self.now();
@@ -232,16 +274,10 @@ impl Service {
         }
         match (password, code) {
             (Some(pw), _) => {
-                let stored = self
-                    .store
-                    .password_hash(account.id)
-                    .await
-                    .map_err(store_err)?;
-                if !self.hasher.verify(pw, stored.as_deref()).await?.ok() {
-                    return Err(Code::INVALID_CREDENTIALS.into());
-                }
+                self.check_current_password(&account, pw, "mfa.totp.disable", meta)
+                    .await?
             }
-            (None, Some(c)) => self.spend_totp(&account, c).await?,
+            (None, Some(c)) => self.spend_counted_totp(&account, c, meta).await?,
             (None, None) => {
                 return Err(AppError::validation(vec![
                     gatehouse_domain::FieldError::new("password", "required"),
