@@ -813,12 +813,7 @@ async fn admin_sessions(
 ) -> ApiResult {
     let q = query_params(raw)?;
     let page = page_of(&q)?;
-    let found = s
-        .svc
-        .store
-        .list_sessions(opt_id(&q, "accountId")?, page)
-        .await
-        .map_err(gatehouse_core::service::store_err)?;
+    let found = s.svc.list_sessions(opt_id(&q, "accountId")?, page).await?;
     Ok(list(found.items, found.total, page))
 }
 
@@ -844,11 +839,6 @@ async fn admin_audit(
         from: time("from")?,
         to: time("to")?,
     };
-    let found = s
-        .svc
-        .store
-        .list_audit(&filter, page)
-        .await
-        .map_err(gatehouse_core::service::store_err)?;
+    let found = s.svc.list_audit(&filter, page).await?;
     Ok(list(found.items, found.total, page))
 }
