@@ -1,5 +1,5 @@
 //! Administration: accounts, sessions, the audit trail, instance settings, registration,
-//! bootstrap. Callers are checked with [`Service::require_permission`] (see [`crate::tenancy`]).
+//! bootstrap. Callers are checked with [`Service::require_permission`] (see [`crate::authz`]).
 
 use crate::audit::{AuditExt, event};
 use crate::lockout;
