@@ -908,3 +908,6 @@ fn flatten(roles: &[Role]) -> (Vec<String>, PermissionSet) {
     );
     (codes, perms)
 }
+
+#[cfg(test)]
+mod tests;
