@@ -7,78 +7,62 @@ use gatehouse_domain::model::{Account, Status};
 use gatehouse_domain::{AppError, Code, FieldError, Id};
 use serde::{Serialize, Serializer};
 
-/// Every permission a role can hold besides the wildcard. The wire form (`as_str`) is what
-/// roles store and what `PERMISSION_REQUIRED` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Permission {
-    UsersRead,
-    UsersWrite,
-    SessionsRead,
-    AuditRead,
-    SettingsRead,
-    SettingsWrite,
-    WorkspacesRead,
-    WorkspacesWrite,
-    BranchesRead,
-    BranchesWrite,
-    MembersRead,
-    MembersWrite,
-    RolesRead,
-    RolesWrite,
+/// Declares [`Permission`] from one list of variants and wire names, so the enum, its
+/// names and [`Permission::EVERY`] cannot drift apart.
+macro_rules! permissions {
+    ($($variant:ident = $name:literal,)*) => {
+        /// Every permission a role can hold besides the wildcard. The wire form (`as_str`)
+        /// is what roles store and what `PERMISSION_REQUIRED` names.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Permission {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )*
+        }
+
+        impl Permission {
+            /// Every permission, in declaration order.
+            pub const EVERY: &'static [Permission] = &[$(Self::$variant),*];
+
+            /// The name roles hold, e.g. `users:read`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
+permissions! {
+    UsersRead = "users:read",
+    UsersWrite = "users:write",
+    SessionsRead = "sessions:read",
+    AuditRead = "audit:read",
+    SettingsRead = "settings:read",
+    SettingsWrite = "settings:write",
+    WorkspacesRead = "workspaces:read",
+    WorkspacesWrite = "workspaces:write",
+    BranchesRead = "branches:read",
+    BranchesWrite = "branches:write",
+    MembersRead = "members:read",
+    MembersWrite = "members:write",
+    RolesRead = "roles:read",
+    RolesWrite = "roles:write",
+}
+
+// A `PermissionSet` keeps one bit per permission in a `u32`.
+const _: () = assert!(Permission::EVERY.len() <= 32);
+
 impl Permission {
-    /// Every permission, in declaration order.
-    pub const EVERY: [Permission; 14] = [
-        Self::UsersRead,
-        Self::UsersWrite,
-        Self::SessionsRead,
-        Self::AuditRead,
-        Self::SettingsRead,
-        Self::SettingsWrite,
-        Self::WorkspacesRead,
-        Self::WorkspacesWrite,
-        Self::BranchesRead,
-        Self::BranchesWrite,
-        Self::MembersRead,
-        Self::MembersWrite,
-        Self::RolesRead,
-        Self::RolesWrite,
-    ];
-
-    /// The name roles hold, e.g. `users:read`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::UsersRead => "users:read",
-            Self::UsersWrite => "users:write",
-            Self::SessionsRead => "sessions:read",
-            Self::AuditRead => "audit:read",
-            Self::SettingsRead => "settings:read",
-            Self::SettingsWrite => "settings:write",
-            Self::WorkspacesRead => "workspaces:read",
-            Self::WorkspacesWrite => "workspaces:write",
-            Self::BranchesRead => "branches:read",
-            Self::BranchesWrite => "branches:write",
-            Self::MembersRead => "members:read",
-            Self::MembersWrite => "members:write",
-            Self::RolesRead => "roles:read",
-            Self::RolesWrite => "roles:write",
-        }
-    }
-
     /// The permission named `name` exactly; `None` for anything else (including `*`).
     pub fn parse(name: &str) -> Option<Self> {
-        Self::EVERY.into_iter().find(|p| p.as_str() == name)
+        Self::EVERY.iter().copied().find(|p| p.as_str() == name)
     }
 
     const fn bit(self) -> u32 {
         1 << self as u32
-    }
-}
-
-impl std::fmt::Display for Permission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -100,14 +84,6 @@ impl Grant {
             Some(Self::All)
         } else {
             Permission::parse(name).map(Self::One)
-        }
-    }
-
-    /// The wire form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::All => Self::WILDCARD,
-            Self::One(p) => p.as_str(),
         }
     }
 }
@@ -142,8 +118,7 @@ impl PermissionSet {
             })
     }
 
-    /// Adds one grant.
-    pub fn add(&mut self, grant: Grant) {
+    fn add(&mut self, grant: Grant) {
         match grant {
             Grant::All => self.all = true,
             Grant::One(p) => self.bits |= p.bit(),
@@ -172,7 +147,8 @@ impl PermissionSet {
     /// The held grants' wire names, sorted.
     pub fn names(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = Permission::EVERY
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|p| self.bits & p.bit() != 0)
             .map(Permission::as_str)
             .collect();
@@ -276,7 +252,7 @@ mod tests {
 
     #[test]
     fn every_name_round_trips_and_nothing_else_parses() {
-        for p in Permission::EVERY {
+        for &p in Permission::EVERY {
             assert_eq!(Permission::parse(p.as_str()), Some(p));
             assert_eq!(Grant::parse(p.as_str()), Some(Grant::One(p)));
         }

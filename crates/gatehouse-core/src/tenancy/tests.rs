@@ -159,7 +159,7 @@ fn page() -> Input<Page> {
 async fn deny_by_default() {
     let w = world().await;
     // An account without roles or memberships holds nothing, anywhere.
-    for p in Permission::EVERY {
+    for &p in Permission::EVERY {
         let svc = &w.svc;
         refused(
             svc.require_permission(&w.nobody, p, Scope::Instance).await,
@@ -180,7 +180,7 @@ async fn deny_by_default() {
 #[tokio::test]
 async fn the_admin_wildcard_holds_everything_everywhere() {
     let w = world().await;
-    for p in Permission::EVERY {
+    for &p in Permission::EVERY {
         for scope in [
             Scope::Instance,
             Scope::Workspace(w.beta),
