@@ -1,5 +1,5 @@
-//! Administration: accounts, instance settings, registration, bootstrap. Callers are
-//! checked with [`Service::require_permission`] (see [`crate::tenancy`]).
+//! Administration: accounts, sessions, the audit trail, instance settings, registration,
+//! bootstrap. Callers are checked with [`Service::require_permission`] (see [`crate::authz`]).
 
 use crate::audit::{AuditExt, event};
 use crate::lockout;
@@ -7,7 +7,9 @@ use crate::login::MfaPolicy;
 use crate::password::check_policy;
 use crate::service::{RequestMeta, Service, store_err};
 use gatehouse_domain::ids::new_id;
-use gatehouse_domain::model::{Account, AccountStatus, Page, Paged};
+use gatehouse_domain::model::{
+    Account, AccountStatus, AuditEvent, AuditFilter, Page, Paged, Session,
+};
 use gatehouse_domain::ports::NewAccount;
 use gatehouse_domain::values::{Email, Username};
 use gatehouse_domain::{AppError, Code, FieldError, Id, Secret};
@@ -256,6 +258,27 @@ impl Service {
             .list_accounts(q.as_deref(), page)
             .await
             .map_err(store_err)
+    }
+
+    /// Sessions, of one account or of all, a page at a time.
+    pub async fn list_sessions(
+        &self,
+        account_id: Option<Id>,
+        page: Page,
+    ) -> Result<Paged<Session>, AppError> {
+        self.store
+            .list_sessions(account_id, page)
+            .await
+            .map_err(store_err)
+    }
+
+    /// Audit events matching `filter`, a page at a time.
+    pub async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<Paged<AuditEvent>, AppError> {
+        self.store.list_audit(filter, page).await.map_err(store_err)
     }
 
     /// Looks an account up by id, email or username (CLI and admin tools).

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod csrf;
 pub mod jwt;

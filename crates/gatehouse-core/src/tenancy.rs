@@ -1,42 +1,15 @@
 //! Tenancy: workspaces, branches, memberships and roles; the branch context a sign-in ends
-//! in; and the permission check every admin route goes through (deny by default).
+//! in; and the admin use cases over them, each authorized for the calling principal
+//! (see [`crate::authz`]).
 
 use crate::audit::{AuditExt, event};
+use crate::authz::{Grant, Permission, PermissionSet, Scope};
 use crate::service::{Principal, RequestMeta, Service, store_err};
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
     Account, Branch, Member, Membership, NewMember, Page, Paged, Role, Status, Workspace,
 };
 use gatehouse_domain::{AppError, Code, FieldError, Id};
-
-/// Holds every permission. The global `admin` role (and the account role `admin`) has it.
-pub const ALL: &str = "*";
-
-/// Every permission a role can hold, besides [`ALL`].
-pub const PERMISSIONS: &[&str] = &[
-    "users:read",
-    "users:write",
-    "sessions:read",
-    "audit:read",
-    "settings:read",
-    "settings:write",
-    "workspaces:read",
-    "workspaces:write",
-    "branches:read",
-    "branches:write",
-    "members:read",
-    "members:write",
-    "roles:read",
-    "roles:write",
-];
-
-/// `PERMISSION_REQUIRED` naming the missing permission in the field errors.
-pub fn permission_required(permission: &'static str) -> AppError {
-    AppError {
-        fields: vec![FieldError::new("permission", permission)],
-        ..AppError::new(Code::PERMISSION_REQUIRED)
-    }
-}
 
 /// The workspace, membership and branch a branch-scoped session acts in.
 #[derive(Clone, Debug)]
@@ -48,7 +21,7 @@ pub struct BranchContext {
     pub branches: Vec<Branch>,
     /// Codes of the roles held here (workspace-wide plus this branch's).
     pub roles: Vec<String>,
-    pub permissions: Vec<String>,
+    pub permissions: PermissionSet,
 }
 
 /// The context a sign-in ends in.
@@ -68,6 +41,43 @@ pub struct AddMember {
     pub account_id: Id,
     pub branch_ids: Vec<Id>,
     pub roles: Vec<String>,
+}
+
+/// A branch to create (admin API).
+#[derive(Clone, Debug, Default)]
+pub struct NewBranch {
+    pub code: String,
+    pub name: String,
+}
+
+/// Roles to grant to or take back from a member, workspace-wide or in one branch.
+#[derive(Clone, Debug, Default)]
+pub struct RoleChange {
+    pub roles: Vec<String>,
+    pub branch_id: Option<Id>,
+}
+
+/// A role to create: global (`workspace_id` `None`) or a workspace's own.
+#[derive(Clone, Debug, Default)]
+pub struct NewRole {
+    pub code: String,
+    pub permissions: Vec<String>,
+    pub workspace_id: Option<Id>,
+}
+
+/// Request input as a handler read it, or why it is unusable. The use cases look at it
+/// only once the caller is authorized, so an outsider learns no more than
+/// `PERMISSION_REQUIRED` from a malformed request.
+pub type Input<T> = Result<T, AppError>;
+
+/// What `GET /auth/me` shows: the account, its branch context when branch-scoped, the
+/// roles held (global plus the branch's) and the effective permissions.
+#[derive(Clone, Debug)]
+pub struct MeContext {
+    pub account: Account,
+    pub context: Option<BranchContext>,
+    pub roles: Vec<String>,
+    pub permissions: PermissionSet,
 }
 
 fn slug_ok(s: &str) -> bool {
@@ -92,65 +102,6 @@ fn name_error(field: &'static str, name: &str, errors: &mut Vec<FieldError>) {
 }
 
 impl Service {
-    /// Effective permissions of the caller in `workspace` (`None`: instance-wide). The
-    /// account role `admin` holds everything; otherwise only an active member of an active
-    /// workspace holds its roles' permissions there (plus those of its current branch).
-    pub async fn permissions_in(
-        &self,
-        p: &Principal,
-        workspace: Option<Id>,
-    ) -> Result<(Account, Vec<String>, Vec<String>), AppError> {
-        let account = self.me(p).await?;
-        if account.has_role("admin") {
-            return Ok((account, vec![ALL.to_string()], Vec::new()));
-        }
-        let Some(ws) = workspace else {
-            return Ok((account, Vec::new(), Vec::new()));
-        };
-        let usable = self
-            .store
-            .workspace_by_id(ws)
-            .await
-            .map_err(store_err)?
-            .filter(|w| w.status == Status::Active);
-        let member = match usable {
-            Some(_) => self
-                .store
-                .member_of(account.id, ws)
-                .await
-                .map_err(store_err)?
-                .filter(|m| m.status == Status::Active),
-            None => None,
-        };
-        let Some(member) = member else {
-            return Ok((account, Vec::new(), Vec::new()));
-        };
-        let branch = p.branch_id.filter(|_| p.workspace_id == Some(ws));
-        let roles = self
-            .store
-            .member_roles(member.id, branch)
-            .await
-            .map_err(store_err)?;
-        let (codes, perms) = flatten(&roles);
-        Ok((account, perms, codes))
-    }
-
-    /// The caller's account if it holds `permission` in `workspace` (`None`: instance-wide);
-    /// `PERMISSION_REQUIRED` naming the permission otherwise.
-    pub async fn require_permission(
-        &self,
-        p: &Principal,
-        permission: &'static str,
-        workspace: Option<Id>,
-    ) -> Result<Account, AppError> {
-        let (account, perms, _) = self.permissions_in(p, workspace).await?;
-        if perms.iter().any(|x| x == ALL || x == permission) {
-            Ok(account)
-        } else {
-            Err(permission_required(permission))
-        }
-    }
-
     /// Decides the context a sign-in ends in. `workspace` (a slug) narrows an account in
     /// several workspaces to one. Disabled workspaces and memberships are skipped; when
     /// nothing usable is left the most telling reason is the error, except for global
@@ -607,10 +558,7 @@ impl Service {
         let mut permissions = permissions;
         permissions.sort();
         permissions.dedup();
-        if permissions
-            .iter()
-            .any(|p| p != ALL && !PERMISSIONS.contains(&p.as_str()))
-        {
+        if permissions.iter().any(|p| Grant::parse(p).is_none()) {
             errors.push(FieldError::new("permissions", "invalid"));
         }
         if let Some(ws) = workspace_id
@@ -709,6 +657,238 @@ impl Service {
     }
 }
 
+/// The admin API's use cases: each authorizes the calling principal for the permission in
+/// the scope it acts in, then acts. A target outside the caller's reach is
+/// `PERMISSION_REQUIRED`; `NOT_FOUND` only answers those who could have seen it.
+impl Service {
+    /// The caller's account, context, roles and effective permissions. A global grant
+    /// (the account role `admin`) wins over the branch's roles.
+    pub async fn me_context(&self, p: &Principal) -> Result<MeContext, AppError> {
+        let (account, global) = self.permissions_in(p, Scope::Instance).await?;
+        let mut roles = account.roles.clone();
+        let context = match p.branch_id {
+            Some(_) => Some(self.current_branch(p).await?),
+            None => None,
+        };
+        let permissions = match &context {
+            Some(c) => {
+                roles.extend(c.roles.iter().cloned());
+                if global.is_empty() {
+                    c.permissions
+                } else {
+                    global
+                }
+            }
+            None => global,
+        };
+        roles.sort();
+        roles.dedup();
+        Ok(MeContext {
+            account,
+            context,
+            roles,
+            permissions,
+        })
+    }
+
+    /// A branch the caller holds `permission` for (in its workspace).
+    async fn branch_in_reach(
+        &self,
+        p: &Principal,
+        permission: Permission,
+        id: Id,
+    ) -> Result<Branch, AppError> {
+        match self.store.branch_by_id(id).await.map_err(store_err)? {
+            Some(b) => {
+                self.require_permission(p, permission, Scope::Workspace(b.workspace_id))
+                    .await?;
+                Ok(b)
+            }
+            None => {
+                self.require_permission(p, permission, Scope::Instance)
+                    .await?;
+                Err(Code::NOT_FOUND.into())
+            }
+        }
+    }
+
+    /// A membership the caller holds `permission` for (in its workspace).
+    async fn member_in_reach(
+        &self,
+        p: &Principal,
+        permission: Permission,
+        id: Id,
+    ) -> Result<Member, AppError> {
+        match self.store.member_by_id(id).await.map_err(store_err)? {
+            Some(m) => {
+                self.require_permission(p, permission, Scope::Workspace(m.workspace_id))
+                    .await?;
+                Ok(m)
+            }
+            None => {
+                self.require_permission(p, permission, Scope::Instance)
+                    .await?;
+                Err(Code::NOT_FOUND.into())
+            }
+        }
+    }
+
+    /// Creates a branch in `workspace_id` (`branches:write` there).
+    pub async fn create_branch_as(
+        &self,
+        p: &Principal,
+        workspace_id: Id,
+        input: Input<NewBranch>,
+        meta: &RequestMeta,
+    ) -> Result<Branch, AppError> {
+        let scope = Scope::Workspace(workspace_id);
+        self.require_permission(p, Permission::BranchesWrite, scope)
+            .await?;
+        let input = input?;
+        self.create_branch(
+            Some(p.account_id),
+            workspace_id,
+            &input.code,
+            &input.name,
+            meta,
+        )
+        .await
+    }
+
+    /// A workspace's branches (`branches:read` there), with the page they answer.
+    pub async fn list_branches_as(
+        &self,
+        p: &Principal,
+        workspace_id: Id,
+        page: Input<Page>,
+    ) -> Result<(Paged<Branch>, Page), AppError> {
+        let scope = Scope::Workspace(workspace_id);
+        self.require_permission(p, Permission::BranchesRead, scope)
+            .await?;
+        let page = page?;
+        self.workspace(workspace_id).await?;
+        Ok((self.list_branches(workspace_id, page).await?, page))
+    }
+
+    /// Enables or disables a branch (`branches:write` in its workspace).
+    pub async fn set_branch_status_as(
+        &self,
+        p: &Principal,
+        id: Id,
+        status: Status,
+        meta: &RequestMeta,
+    ) -> Result<Branch, AppError> {
+        let b = self
+            .branch_in_reach(p, Permission::BranchesWrite, id)
+            .await?;
+        self.set_branch_status(Some(p.account_id), b.id, status, meta)
+            .await
+    }
+
+    /// Adds a member to `workspace_id` (`members:write` there).
+    pub async fn add_member_as(
+        &self,
+        p: &Principal,
+        workspace_id: Id,
+        input: Input<AddMember>,
+        meta: &RequestMeta,
+    ) -> Result<Member, AppError> {
+        let scope = Scope::Workspace(workspace_id);
+        self.require_permission(p, Permission::MembersWrite, scope)
+            .await?;
+        self.add_member(Some(p.account_id), workspace_id, input?, meta)
+            .await
+    }
+
+    /// A workspace's members (`members:read` there), with the page they answer.
+    pub async fn list_members_as(
+        &self,
+        p: &Principal,
+        workspace_id: Id,
+        page: Input<Page>,
+    ) -> Result<(Paged<Member>, Page), AppError> {
+        let scope = Scope::Workspace(workspace_id);
+        self.require_permission(p, Permission::MembersRead, scope)
+            .await?;
+        let page = page?;
+        self.workspace(workspace_id).await?;
+        Ok((self.list_members(workspace_id, page).await?, page))
+    }
+
+    /// Enables or disables a membership (`members:write` in its workspace).
+    pub async fn set_member_status_as(
+        &self,
+        p: &Principal,
+        id: Id,
+        status: Status,
+        meta: &RequestMeta,
+    ) -> Result<Member, AppError> {
+        let m = self
+            .member_in_reach(p, Permission::MembersWrite, id)
+            .await?;
+        self.set_member_status(Some(p.account_id), m.id, status, meta)
+            .await
+    }
+
+    /// Grants (`grant`) or takes back a member's roles (`members:write` in its workspace).
+    pub async fn change_member_roles_as(
+        &self,
+        p: &Principal,
+        id: Id,
+        input: Input<RoleChange>,
+        grant: bool,
+        meta: &RequestMeta,
+    ) -> Result<Member, AppError> {
+        let m = self
+            .member_in_reach(p, Permission::MembersWrite, id)
+            .await?;
+        let input = input?;
+        self.change_member_roles(
+            Some(p.account_id),
+            &m,
+            &input.roles,
+            input.branch_id,
+            grant,
+            meta,
+        )
+        .await
+    }
+
+    /// Creates a role (`roles:write` in its workspace, or instance-wide for a global one).
+    pub async fn create_role_as(
+        &self,
+        p: &Principal,
+        input: NewRole,
+        meta: &RequestMeta,
+    ) -> Result<Role, AppError> {
+        let scope = input.workspace_id.map_or(Scope::Instance, Scope::Workspace);
+        self.require_permission(p, Permission::RolesWrite, scope)
+            .await?;
+        self.create_role(
+            Some(p.account_id),
+            &input.code,
+            input.permissions,
+            input.workspace_id,
+            meta,
+        )
+        .await
+    }
+
+    /// Global roles plus a workspace's (`roles:read` there), or every role (`roles:read`
+    /// instance-wide) when `workspace_id` is `None`.
+    pub async fn list_roles_as(
+        &self,
+        p: &Principal,
+        workspace_id: Option<Id>,
+        page: Page,
+    ) -> Result<Paged<Role>, AppError> {
+        let scope = workspace_id.map_or(Scope::Instance, Scope::Workspace);
+        self.require_permission(p, Permission::RolesRead, scope)
+            .await?;
+        self.list_roles(workspace_id, page).await
+    }
+}
+
 fn permission_required_branch() -> AppError {
     AppError {
         fields: vec![FieldError::new("branchId", "invalid")],
@@ -716,16 +896,18 @@ fn permission_required_branch() -> AppError {
     }
 }
 
-/// Role codes and the union of their permissions, both sorted.
-fn flatten(roles: &[Role]) -> (Vec<String>, Vec<String>) {
+/// Role codes (sorted) and the union of their permissions.
+fn flatten(roles: &[Role]) -> (Vec<String>, PermissionSet) {
     let mut codes: Vec<String> = roles.iter().map(|r| r.code.clone()).collect();
-    let mut perms: Vec<String> = roles
-        .iter()
-        .flat_map(|r| r.permissions.iter().cloned())
-        .collect();
     codes.sort();
     codes.dedup();
-    perms.sort();
-    perms.dedup();
+    let perms = PermissionSet::from_names(
+        roles
+            .iter()
+            .flat_map(|r| r.permissions.iter().map(String::as_str)),
+    );
     (codes, perms)
 }
+
+#[cfg(test)]
+mod tests;

@@ -546,7 +546,7 @@ struct MeView<'a> {
     account: &'a gatehouse_domain::model::Account,
     branch: Option<&'a gatehouse_domain::model::Branch>,
     member: Option<&'a gatehouse_domain::model::Member>,
-    permissions: Vec<String>,
+    permissions: gatehouse_core::authz::PermissionSet,
     roles: Vec<String>,
     scope: &'static str,
     session_id: gatehouse_domain::Id,
@@ -554,40 +554,23 @@ struct MeView<'a> {
 }
 
 async fn me(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
-    let (account, global_perms, _) = s.svc.permissions_in(&p, None).await?;
-    let mut roles = account.roles.clone();
-    let context = match p.branch_id {
-        Some(_) => Some(s.svc.current_branch(&p).await?),
-        None => None,
-    };
-    let permissions = match &context {
-        Some(c) => {
-            roles.extend(c.roles.iter().cloned());
-            if global_perms.is_empty() {
-                c.permissions.clone()
-            } else {
-                global_perms
-            }
-        }
-        None => global_perms,
-    };
-    roles.sort();
-    roles.dedup();
+    let me = s.svc.me_context(&p).await?;
+    let context = me.context.as_ref();
     Ok(ok(
         Code::OK,
         MeView {
-            account: &account,
-            branch: context.as_ref().map(|c| &c.branch),
-            member: context.as_ref().map(|c| &c.member),
-            permissions,
-            roles,
+            account: &me.account,
+            branch: context.map(|c| &c.branch),
+            member: context.map(|c| &c.member),
+            permissions: me.permissions,
+            roles: me.roles,
             scope: if p.branch_id.is_some() {
                 "branch"
             } else {
                 "account"
             },
             session_id: p.session_id,
-            workspace: context.as_ref().map(|c| &c.workspace),
+            workspace: context.map(|c| &c.workspace),
         },
     ))
 }
@@ -814,12 +797,7 @@ async fn admin_sessions(
 ) -> ApiResult {
     let q = query_params(raw)?;
     let page = page_of(&q)?;
-    let found = s
-        .svc
-        .store
-        .list_sessions(opt_id(&q, "accountId")?, page)
-        .await
-        .map_err(gatehouse_core::service::store_err)?;
+    let found = s.svc.list_sessions(opt_id(&q, "accountId")?, page).await?;
     Ok(list(found.items, found.total, page))
 }
 
@@ -845,11 +823,6 @@ async fn admin_audit(
         from: time("from")?,
         to: time("to")?,
     };
-    let found = s
-        .svc
-        .store
-        .list_audit(&filter, page)
-        .await
-        .map_err(gatehouse_core::service::store_err)?;
+    let found = s.svc.list_audit(&filter, page).await?;
     Ok(list(found.items, found.total, page))
 }

@@ -9,24 +9,25 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use gatehouse_core::Principal;
+use gatehouse_core::authz::{Permission, Scope};
 use gatehouse_domain::{AppError, Code};
 
 /// An authenticated caller.
 pub struct Auth(pub Principal);
 
 /// A permission an extractor can demand, as a type (`RequirePermission<perm::UsersRead>`).
-pub trait Permission {
-    /// The permission string, as roles hold it.
-    const NAME: &'static str;
+pub trait PermissionType {
+    /// The permission it stands for.
+    const PERMISSION: Permission;
 }
 
 macro_rules! permissions {
-    ($($ty:ident = $name:literal;)*) => {
+    ($($ty:ident),* $(,)?) => {
         $(
-            #[doc = concat!("The `", $name, "` permission.")]
+            #[doc = concat!("[`gatehouse_core::authz::Permission::", stringify!($ty), "`] as a type.")]
             pub struct $ty;
-            impl super::Permission for $ty {
-                const NAME: &'static str = $name;
+            impl super::PermissionType for $ty {
+                const PERMISSION: super::Permission = super::Permission::$ty;
             }
         )*
     };
@@ -34,16 +35,16 @@ macro_rules! permissions {
 
 /// The permissions instance-wide admin routes demand.
 pub mod perm {
-    permissions! {
-        UsersRead = "users:read";
-        UsersWrite = "users:write";
-        SessionsRead = "sessions:read";
-        AuditRead = "audit:read";
-        SettingsRead = "settings:read";
-        SettingsWrite = "settings:write";
-        WorkspacesRead = "workspaces:read";
-        WorkspacesWrite = "workspaces:write";
-    }
+    permissions!(
+        UsersRead,
+        UsersWrite,
+        SessionsRead,
+        AuditRead,
+        SettingsRead,
+        SettingsWrite,
+        WorkspacesRead,
+        WorkspacesWrite,
+    );
 }
 
 /// An authenticated caller holding permission `P` instance-wide (today: the account role
@@ -107,12 +108,15 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-impl<P: Permission + Send + Sync> FromRequestParts<AppState> for RequirePermission<P> {
+impl<P: PermissionType + Send + Sync> FromRequestParts<AppState> for RequirePermission<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Auth(p) = Auth::from_request_parts(parts, state).await?;
-        state.svc.require_permission(&p, P::NAME, None).await?;
+        state
+            .svc
+            .require_permission(&p, P::PERMISSION, Scope::Instance)
+            .await?;
         Ok(RequirePermission(p, std::marker::PhantomData))
     }
 }

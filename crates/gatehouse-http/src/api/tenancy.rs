@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use gatehouse_core::Principal;
 use gatehouse_core::admin::CreateUser;
-use gatehouse_core::tenancy::AddMember;
-use gatehouse_domain::model::{Member, Status};
+use gatehouse_core::tenancy::{AddMember, Input, NewBranch, NewRole, RoleChange};
+use gatehouse_domain::model::{Page, Status};
 use gatehouse_domain::{AppError, Code, FieldError, Id};
 use serde_json::json;
 
@@ -359,69 +359,6 @@ async fn register(State(s): State<AppState>, headers: HeaderMap, body: JsonBody)
     ))
 }
 
-/// Checks `permission` in `workspace`, for routes that act inside one.
-async fn guard(
-    s: &AppState,
-    p: &Principal,
-    permission: &'static str,
-    workspace: Id,
-) -> Result<(), ApiError> {
-    s.svc
-        .require_permission(p, permission, Some(workspace))
-        .await?;
-    Ok(())
-}
-
-/// A membership the caller may change: `PERMISSION_REQUIRED` outside the caller's reach,
-/// `NOT_FOUND` only for those who could have seen it.
-async fn member_for(
-    s: &AppState,
-    p: &Principal,
-    permission: &'static str,
-    raw: &str,
-) -> Result<Member, ApiError> {
-    let found = s
-        .svc
-        .store
-        .member_by_id(path_id(raw)?)
-        .await
-        .map_err(gatehouse_core::service::store_err)?;
-    match found {
-        Some(m) => {
-            guard(s, p, permission, m.workspace_id).await?;
-            Ok(m)
-        }
-        None => {
-            s.svc.require_permission(p, permission, None).await?;
-            Err(Code::NOT_FOUND.into())
-        }
-    }
-}
-
-async fn branch_for(
-    s: &AppState,
-    p: &Principal,
-    permission: &'static str,
-    raw: &str,
-) -> Result<Id, ApiError> {
-    let found = s
-        .svc
-        .store
-        .branch_by_id(path_id(raw)?)
-        .await
-        .map_err(gatehouse_core::service::store_err)?;
-    match found {
-        Some(b) => {
-            guard(s, p, permission, b.workspace_id).await?;
-            Ok(b.id)
-        }
-        None => {
-            s.svc.require_permission(p, permission, None).await?;
-            Err(Code::NOT_FOUND.into())
-        }
-    }
-}
-
 async fn create_workspace(
     State(s): State<AppState>,
     RequirePermission(p, _): RequirePermission<perm::WorkspacesWrite>,
@@ -473,6 +410,15 @@ async fn enable_workspace(
     workspace_status(&s, &p, &id, Status::Active).await
 }
 
+/// The request's input for a use case that judges it only after authorizing the caller.
+fn input<T>(parsed: Result<T, ApiError>) -> Input<T> {
+    parsed.map_err(|e| e.0)
+}
+
+fn page_input(raw: Option<String>) -> Input<Page> {
+    input(query_params(raw).and_then(|q| page_of(&q)))
+}
+
 async fn create_branch(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -480,16 +426,19 @@ async fn create_branch(
     body: JsonBody,
 ) -> ApiResult {
     let ws = path_id(&id)?;
-    guard(&s, &p, "branches:write", ws).await?;
+    let b = s
+        .svc
+        .create_branch_as(&p, ws, input(branch_body(body)), &meta())
+        .await?;
+    Ok(ok_status(StatusCode::CREATED, Code::OK, b))
+}
+
+fn branch_body(body: JsonBody) -> Result<NewBranch, ApiError> {
     let mut f = Fields::new(body);
     let code = f.req_str("code", 64);
     let name = f.req_str("name", 200);
     f.finish()?;
-    let b = s
-        .svc
-        .create_branch(Some(p.account_id), ws, &code, &name, &meta())
-        .await?;
-    Ok(ok_status(StatusCode::CREATED, Code::OK, b))
+    Ok(NewBranch { code, name })
 }
 
 async fn list_branches(
@@ -499,12 +448,16 @@ async fn list_branches(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let ws = path_id(&id)?;
-    guard(&s, &p, "branches:read", ws).await?;
-    let q = query_params(raw)?;
-    let page = page_of(&q)?;
-    s.svc.workspace(ws).await?;
-    let found = s.svc.list_branches(ws, page).await?;
+    let (found, page) = s.svc.list_branches_as(&p, ws, page_input(raw)).await?;
     Ok(list(found.items, found.total, page))
+}
+
+async fn branch_status(s: &AppState, p: &Principal, id: &str, status: Status) -> ApiResult {
+    let b = s
+        .svc
+        .set_branch_status_as(p, path_id(id)?, status, &meta())
+        .await?;
+    Ok(ok(Code::OK, b))
 }
 
 async fn disable_branch(
@@ -512,12 +465,7 @@ async fn disable_branch(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let id = branch_for(&s, &p, "branches:write", &id).await?;
-    let b = s
-        .svc
-        .set_branch_status(Some(p.account_id), id, Status::Disabled, &meta())
-        .await?;
-    Ok(ok(Code::OK, b))
+    branch_status(&s, &p, &id, Status::Disabled).await
 }
 
 async fn enable_branch(
@@ -525,12 +473,7 @@ async fn enable_branch(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let id = branch_for(&s, &p, "branches:write", &id).await?;
-    let b = s
-        .svc
-        .set_branch_status(Some(p.account_id), id, Status::Active, &meta())
-        .await?;
-    Ok(ok(Code::OK, b))
+    branch_status(&s, &p, &id, Status::Active).await
 }
 
 fn ids(raw: Option<Vec<String>>, field: &'static str) -> Result<Vec<Id>, ApiError> {
@@ -550,7 +493,14 @@ async fn create_member(
     body: JsonBody,
 ) -> ApiResult {
     let ws = path_id(&id)?;
-    guard(&s, &p, "members:write", ws).await?;
+    let m = s
+        .svc
+        .add_member_as(&p, ws, input(member_body(body)), &meta())
+        .await?;
+    Ok(ok_status(StatusCode::CREATED, Code::OK, m))
+}
+
+fn member_body(body: JsonBody) -> Result<AddMember, ApiError> {
     let mut f = Fields::new(body);
     let account = f.req_str("accountId", 64);
     let branches = f.opt_str_list("branchIds", 100, 64);
@@ -559,16 +509,11 @@ async fn create_member(
     let account_id = account
         .parse::<Id>()
         .map_err(|_| AppError::validation(vec![FieldError::new("accountId", "invalid")]))?;
-    let input = AddMember {
+    Ok(AddMember {
         account_id,
         branch_ids: ids(branches, "branchIds")?,
         roles,
-    };
-    let m = s
-        .svc
-        .add_member(Some(p.account_id), ws, input, &meta())
-        .await?;
-    Ok(ok_status(StatusCode::CREATED, Code::OK, m))
+    })
 }
 
 async fn list_members(
@@ -578,12 +523,16 @@ async fn list_members(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let ws = path_id(&id)?;
-    guard(&s, &p, "members:read", ws).await?;
-    let q = query_params(raw)?;
-    let page = page_of(&q)?;
-    s.svc.workspace(ws).await?;
-    let found = s.svc.list_members(ws, page).await?;
+    let (found, page) = s.svc.list_members_as(&p, ws, page_input(raw)).await?;
     Ok(list(found.items, found.total, page))
+}
+
+async fn member_status(s: &AppState, p: &Principal, id: &str, status: Status) -> ApiResult {
+    let m = s
+        .svc
+        .set_member_status_as(p, path_id(id)?, status, &meta())
+        .await?;
+    Ok(ok(Code::OK, m))
 }
 
 async fn disable_member(
@@ -591,12 +540,7 @@ async fn disable_member(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let m = member_for(&s, &p, "members:write", &id).await?;
-    let m = s
-        .svc
-        .set_member_status(Some(p.account_id), m.id, Status::Disabled, &meta())
-        .await?;
-    Ok(ok(Code::OK, m))
+    member_status(&s, &p, &id, Status::Disabled).await
 }
 
 async fn enable_member(
@@ -604,12 +548,7 @@ async fn enable_member(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let m = member_for(&s, &p, "members:write", &id).await?;
-    let m = s
-        .svc
-        .set_member_status(Some(p.account_id), m.id, Status::Active, &meta())
-        .await?;
-    Ok(ok(Code::OK, m))
+    member_status(&s, &p, &id, Status::Active).await
 }
 
 async fn grant_roles(
@@ -618,7 +557,15 @@ async fn grant_roles(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> ApiResult {
-    let m = member_for(&s, &p, "members:write", &id).await?;
+    let id = path_id(&id)?;
+    let m = s
+        .svc
+        .change_member_roles_as(&p, id, input(grant_body(body)), true, &meta())
+        .await?;
+    Ok(ok(Code::OK, m))
+}
+
+fn grant_body(body: JsonBody) -> Result<RoleChange, ApiError> {
     let mut f = Fields::new(body);
     let roles = f.opt_str_list("roles", 16, 64);
     let branch = f.opt_str("branchId", 64);
@@ -626,24 +573,16 @@ async fn grant_roles(
         return Err(AppError::validation(vec![FieldError::new("roles", "required")]).into());
     }
     f.finish()?;
-    let branch = branch
+    let branch_id = branch
         .map(|b| {
             b.parse::<Id>()
                 .map_err(|_| AppError::validation(vec![FieldError::new("branchId", "invalid")]))
         })
         .transpose()?;
-    let m = s
-        .svc
-        .change_member_roles(
-            Some(p.account_id),
-            &m,
-            &roles.unwrap_or_default(),
-            branch,
-            true,
-            &meta(),
-        )
-        .await?;
-    Ok(ok(Code::OK, m))
+    Ok(RoleChange {
+        roles: roles.unwrap_or_default(),
+        branch_id,
+    })
 }
 
 async fn revoke_role(
@@ -652,12 +591,16 @@ async fn revoke_role(
     Path((id, code)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let m = member_for(&s, &p, "members:write", &id).await?;
-    let q = query_params(raw)?;
-    let branch = opt_id(&q, "branchId")?;
+    let id = path_id(&id)?;
+    let change = query_params(raw).and_then(|q| {
+        Ok(RoleChange {
+            roles: vec![code],
+            branch_id: opt_id(&q, "branchId")?,
+        })
+    });
     let m = s
         .svc
-        .change_member_roles(Some(p.account_id), &m, &[code], branch, false, &meta())
+        .change_member_roles_as(&p, id, input(change), false, &meta())
         .await?;
     Ok(ok(Code::OK, m))
 }
@@ -671,25 +614,18 @@ async fn create_role(State(s): State<AppState>, Auth(p): Auth, body: JsonBody) -
         return Err(AppError::validation(vec![FieldError::new("permissions", "required")]).into());
     }
     f.finish()?;
-    let workspace = workspace
+    let workspace_id = workspace
         .map(|w| {
             w.parse::<Id>()
                 .map_err(|_| AppError::validation(vec![FieldError::new("workspaceId", "invalid")]))
         })
         .transpose()?;
-    s.svc
-        .require_permission(&p, "roles:write", workspace)
-        .await?;
-    let role = s
-        .svc
-        .create_role(
-            Some(p.account_id),
-            &code,
-            permissions.unwrap_or_default(),
-            workspace,
-            &meta(),
-        )
-        .await?;
+    let input = NewRole {
+        code,
+        permissions: permissions.unwrap_or_default(),
+        workspace_id,
+    };
+    let role = s.svc.create_role_as(&p, input, &meta()).await?;
     Ok(ok_status(StatusCode::CREATED, Code::OK, role))
 }
 
@@ -701,9 +637,6 @@ async fn list_roles(
     let q = query_params(raw)?;
     let page = page_of(&q)?;
     let workspace = opt_id(&q, "workspaceId")?;
-    s.svc
-        .require_permission(&p, "roles:read", workspace)
-        .await?;
-    let found = s.svc.list_roles(workspace, page).await?;
+    let found = s.svc.list_roles_as(&p, workspace, page).await?;
     Ok(list(found.items, found.total, page))
 }
