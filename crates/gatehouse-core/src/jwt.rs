@@ -383,6 +383,18 @@ impl Keyring {
     }
 }
 
+/// How a stored key's private half is kept, for `gatehouse keys list`: `sealed`, `clear`
+/// (written by a version before sealing; the next rotation replaces it), `none`
+/// (verify-only) or `unknown`.
+pub fn private_key_storage(key: &SigningKey) -> &'static str {
+    match key.private_key.as_slice() {
+        [] => "none",
+        k if k.len() == ED25519_KEY_BYTES => "clear",
+        k if k.starts_with(SEALED_V1) => "sealed",
+        _ => "unknown",
+    }
+}
+
 /// The three segments of a compact JWS; anything but exactly three is refused.
 fn split_compact(token: &str) -> Option<(&str, &str, &str)> {
     let mut parts = token.split('.');
@@ -980,6 +992,9 @@ mod tests {
         );
         assert_ne!(ring.signing_kid().as_deref(), Some("legacy-5"));
         assert!(ring.verify(&old, now()).is_ok());
+        let rows = store.0.lock().unwrap().clone();
+        assert_eq!(private_key_storage(&rows[0]), "sealed");
+        assert_eq!(private_key_storage(&rows[1]), "clear");
     }
 
     #[tokio::test]
