@@ -247,3 +247,55 @@ pub fn secret_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::
         .filter(|s| !s.is_empty())
         .map(Secret::new))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const JWT_SECRET: &str = "hunter2-jwt-secret-of-32-bytes-or-more";
+
+    fn full_of_secrets() -> CoreConfig {
+        let mut c = CoreConfig::default();
+        c.jwt.secret = Some(Secret::new(JWT_SECRET));
+        c.secrets.encryption_key = Some(Secret::new(KEY));
+        c
+    }
+
+    fn assert_no_secret(what: &str, shown: String) {
+        for secret in [KEY, JWT_SECRET, "hunter2"] {
+            assert!(!shown.contains(secret), "{what} shows a secret: {shown}");
+        }
+    }
+
+    // The secret-bearing structs keep derived `Debug`: their secrets are `Secret`s, whose
+    // own `Debug` redacts, so a field added later cannot be forgotten by a hand-written impl.
+    #[test]
+    fn jwt_config_debug_hides_the_hs256_secret() {
+        let shown = format!("{:?}", full_of_secrets().jwt);
+        assert_no_secret("JwtConfig", shown.clone());
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+
+    #[test]
+    fn secrets_config_debug_hides_the_encryption_key() {
+        let shown = format!("{:#?}", full_of_secrets().secrets);
+        assert_no_secret("SecretsConfig", shown.clone());
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+
+    #[test]
+    fn core_config_debug_hides_every_secret() {
+        assert_no_secret("CoreConfig", format!("{:?}", full_of_secrets()));
+    }
+
+    #[test]
+    fn secret_free_sections_debug_hold_no_secret() {
+        let c = full_of_secrets();
+        assert_no_secret("PasswordConfig", format!("{:?}", c.password));
+        assert_no_secret("SessionConfig", format!("{:?}", c.session));
+        assert_no_secret("LockoutConfig", format!("{:?}", c.lockout));
+        assert_no_secret("AuditConfig", format!("{:?}", c.audit));
+        assert_no_secret("RateLimitConfig", format!("{:?}", c.rate_limit));
+    }
+}

@@ -15,6 +15,7 @@ pub mod mfa;
 pub mod password;
 pub mod ratelimit;
 pub(crate) mod read_cache;
+pub mod seal;
 pub mod service;
 pub mod tenancy;
 pub mod tokens;

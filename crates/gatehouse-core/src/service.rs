@@ -52,20 +52,15 @@ pub struct Service {
     pub(crate) settings: crate::read_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
 
-/// Maps a store failure to what the client may see; details stay in the log.
+/// Maps a store failure to what the client may see; the failure stays in the error's
+/// source chain for the log (see `From<StoreError> for AppError`).
 pub fn store_err(e: StoreError) -> AppError {
-    match e {
-        StoreError::Unavailable(d) => {
-            AppError::internal(Code::SERVICE_UNAVAILABLE, d).retry_after(1)
-        }
-        StoreError::Conflict => AppError::new(Code::CONFLICT),
-        StoreError::Other(d) => AppError::internal(Code::INTERNAL_ERROR, d),
-    }
+    AppError::from(e)
 }
 
 /// A cache failure is always 503: a security check is never skipped because Redis is down.
 pub fn cache_err(e: CacheError) -> AppError {
-    AppError::internal(Code::SERVICE_UNAVAILABLE, e).retry_after(1)
+    AppError::from(e)
 }
 
 const CSRF_SECRET_KEY: &str = "secret.csrf";
@@ -81,7 +76,7 @@ impl Service {
         cfg: CoreConfig,
     ) -> Result<Self, AppError> {
         let hasher = Hasher::new(&cfg.password)?;
-        let keys = Keyring::new(cfg.jwt.clone());
+        let keys = Keyring::new(cfg.jwt.clone(), &cfg.secrets);
         let now = clock.now();
         keys.ensure_key(store.as_ref(), now).await?;
         keys.load(store.as_ref(), now).await?;
@@ -128,7 +123,7 @@ impl Service {
             loop {
                 tick.tick().await;
                 if let Err(e) = svc.keys.load(svc.store.as_ref(), svc.now()).await {
-                    tracing::warn!(error = %e, "signing key reload failed; keeping the old keys");
+                    tracing::warn!(error = %e, detail = ?e.detail(), "signing key reload failed; keeping the old keys");
                 }
             }
         })
@@ -147,7 +142,7 @@ impl Service {
             loop {
                 tick.tick().await;
                 if let Err(e) = svc.prune_audit().await {
-                    tracing::warn!(error = %e, "audit pruning failed; will retry");
+                    tracing::warn!(error = %e, detail = ?e.detail(), "audit pruning failed; will retry");
                 }
             }
         }))

@@ -1,11 +1,10 @@
 //! Second-factor primitives: HOTP/TOTP (RFC 4226 / RFC 6238, HMAC-SHA-1), base32, the
-//! sealing of TOTP secrets at rest (ChaCha20-Poly1305), recovery codes and the QR code.
+//! sealing of TOTP secrets at rest (see [`crate::seal`]), recovery codes and the QR code.
 
+use crate::seal::Purpose;
 use crate::tokens::random_bytes;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use gatehouse_domain::{AppError, Code, Id};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -130,8 +129,7 @@ pub fn qr_data_url(text: &str) -> Result<String, AppError> {
 
 /// Parses `[secrets] encryption_key`: base64 of exactly 32 bytes.
 pub fn parse_key(text: &str) -> Option<[u8; 32]> {
-    let bytes = STANDARD.decode(text.trim()).ok()?;
-    <[u8; 32]>::try_from(bytes.as_slice()).ok()
+    crate::seal::parse_key(text).map(|k| *k)
 }
 
 /// A fresh `[secrets] encryption_key`: base64 of 32 random bytes.
@@ -142,46 +140,20 @@ pub fn new_key_text() -> Result<String, AppError> {
 /// Encrypts a TOTP secret for `account`: base64 of nonce ‖ ciphertext. The account id is
 /// bound in as associated data, so a sealed secret cannot be moved to another account.
 pub fn seal(key: &[u8; 32], account: Id, plain: &[u8]) -> Result<String, AppError> {
-    let cipher = ChaCha20Poly1305::new(key.into());
-    let nonce_bytes = random_bytes::<12>()?;
-    let nonce = Nonce::from(nonce_bytes);
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plain,
-                aad: account.as_bytes(),
-            },
-        )
-        .map_err(|_| AppError::internal(Code::INTERNAL_ERROR, "TOTP secret encryption failed"))?;
-    let mut out = nonce_bytes.to_vec();
-    out.extend_from_slice(&sealed);
-    Ok(STANDARD.encode(out))
+    Ok(STANDARD.encode(crate::seal::seal(key, Purpose::TotpSecret(account), plain)?))
 }
 
 /// Decrypts what [`seal`] produced. A wrong key or tampered text is an internal error.
 pub fn open(key: &[u8; 32], account: Id, sealed: &str) -> Result<Vec<u8>, AppError> {
-    let bad = || {
+    let bytes = STANDARD.decode(sealed).map_err(|_| {
         AppError::internal(
             Code::INTERNAL_ERROR,
-            "TOTP secret cannot be decrypted (wrong secrets.encryption_key?)",
+            "TOTP secret cannot be decrypted (not base64)",
         )
-    };
-    let bytes = STANDARD.decode(sealed).map_err(|_| bad())?;
-    if bytes.len() < 12 + 16 {
-        return Err(bad());
-    }
-    let (nonce, ct) = bytes.split_at(12);
-    let nonce = <[u8; 12]>::try_from(nonce).map_err(|_| bad())?;
-    ChaCha20Poly1305::new(key.into())
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: ct,
-                aad: account.as_bytes(),
-            },
-        )
-        .map_err(|_| bad())
+    })?;
+    let mut plain = crate::seal::open(key, Purpose::TotpSecret(account), &bytes)?;
+    // Moved out rather than copied, so no unwiped copy is left behind.
+    Ok(std::mem::take(&mut *plain))
 }
 
 /// Ten recovery codes of 50 random bits each, shown as `xxxxx-xxxxx` (lowercase base32).
@@ -276,6 +248,28 @@ mod tests {
         assert_eq!(open(&key, account, &sealed).unwrap(), b"secret-bytes");
         assert!(open(&[8u8; 32], account, &sealed).is_err());
         assert!(open(&key, gatehouse_domain::ids::new_id(), &sealed).is_err());
+    }
+
+    /// A secret sealed the way TOTP secrets were sealed before `seal.rs` existed (base64 of
+    /// nonce ‖ ChaCha20-Poly1305 with the account id as associated data) still opens.
+    #[test]
+    fn secrets_sealed_in_the_original_format_still_open() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+        let key = [9u8; 32];
+        let account = gatehouse_domain::ids::new_id();
+        let nonce = [3u8; 12];
+        let ct = ChaCha20Poly1305::new((&key).into())
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: b"legacy-secret".as_slice(),
+                    aad: account.as_bytes(),
+                },
+            )
+            .unwrap();
+        let stored = STANDARD.encode([nonce.as_slice(), &ct].concat());
+        assert_eq!(open(&key, account, &stored).unwrap(), b"legacy-secret");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use gatehouse_core::config::{
 use gatehouse_core::ratelimit::RateLimitConfig;
 use gatehouse_domain::Secret;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -63,13 +64,24 @@ impl Default for Config {
 }
 
 /// `[database]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite:PATH` or `postgres://…`. The URL's password is never logged.
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
+}
+
+/// By hand, so the URL's password never reaches a log line or a panic message.
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -83,7 +95,7 @@ impl Default for DatabaseConfig {
 }
 
 /// `[cache]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// `memory` or `redis://…`.
@@ -91,6 +103,17 @@ pub struct CacheConfig {
     /// Prefix for every Redis key, so deployments can share one Redis.
     pub prefix: String,
     pub timeout_ms: u64,
+}
+
+/// By hand, so a `redis://:password@…` URL's password never reaches a log line.
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for CacheConfig {
@@ -317,18 +340,43 @@ impl Config {
     }
 }
 
-/// Replaces a URL's password with `***`.
+/// Replaces a URL's password, and the value of any query parameter that names a password,
+/// secret or token, with `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    let (base, query) = match rest.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (rest, None),
+    };
+    // The last `@` ends the user info: a password may itself hold an `@`.
+    let mut out = match base.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}:***@{host}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{base}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token", "key"]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
 #[cfg(test)]
@@ -394,12 +442,74 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_hides_secrets() {
-        let c = Config {
-            bootstrap_admin_password: Some(Secret::new("very-secret-bootstrap")),
+    fn url_passwords_with_at_signs_and_query_secrets_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://bob:p@ss@db/x?sslmode=require&password=hunter2"),
+            "postgres://bob:***@db/x?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("redis://:hunter2@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(
+            redact_url("postgres://db/x?user=bob&sslkey=/k.pem"),
+            "postgres://db/x?user=bob&sslkey=***"
+        );
+    }
+
+    /// A configuration with every secret it can hold set to a recognisable value.
+    fn full_of_secrets() -> Config {
+        let mut c = Config {
+            bootstrap_admin_password: Some(Secret::new("hunter2-bootstrap")),
             ..Config::default()
         };
-        assert!(!format!("{c:?}").contains("very-secret-bootstrap"));
+        c.database.url = "postgres://app:hunter2-db@db:5432/gatehouse?password=hunter2-q".into();
+        c.cache.url = "redis://:hunter2-redis@cache:6379".into();
+        c.jwt.secret = Some(Secret::new("hunter2-jwt-secret-of-32-bytes-or-more"));
+        c.secrets.encryption_key = Some(Secret::new(TEST_KEY));
+        c
+    }
+
+    fn assert_no_secret(what: &str, shown: String) {
+        for secret in ["hunter2", TEST_KEY] {
+            assert!(!shown.contains(secret), "{what} shows {secret}: {shown}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = full_of_secrets();
+        assert_no_secret("Config", format!("{c:?}"));
+        assert_no_secret("Config (pretty)", format!("{c:#?}"));
+        assert_no_secret("CoreConfig", format!("{:?}", c.core()));
+    }
+
+    #[test]
+    fn database_config_debug_hides_the_url_password() {
+        let c = full_of_secrets();
+        let shown = format!("{:?}", c.database);
+        assert_no_secret("DatabaseConfig", shown.clone());
+        assert!(
+            shown.contains("postgres://app:***@db:5432/gatehouse"),
+            "{shown}"
+        );
+        assert!(shown.contains("max_connections: 16"), "{shown}");
+    }
+
+    #[test]
+    fn cache_config_debug_hides_the_url_password() {
+        let c = full_of_secrets();
+        let shown = format!("{:?}", c.cache);
+        assert_no_secret("CacheConfig", shown.clone());
+        assert!(shown.contains("redis://:***@cache:6379"), "{shown}");
+    }
+
+    #[test]
+    fn cluster_and_log_config_debug_hold_no_secret() {
+        let c = full_of_secrets();
+        assert_no_secret("ClusterConfig", format!("{:?}", c.cluster));
+        assert_no_secret("LogConfig", format!("{:?}", c.log));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `gatehouse`: serve, migrate, manage users, workspaces, members and keys, check
 //! configuration.
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gatehouse::config::{self, Config};
 use gatehouse::{server, telemetry};
@@ -174,10 +175,11 @@ fn read_password() -> anyhow::Result<Secret> {
 
 #[allow(clippy::print_stdout)]
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut cfg: Config = config::load(cli.config.as_deref())?;
+    let mut cfg: Config =
+        config::load(cli.config.as_deref()).context("cannot load the configuration")?;
     if let Command::Serve { bind: Some(b) } = &cli.command {
         cfg.bind = b.clone();
-        cfg.validate()?;
+        cfg.validate().context("--bind")?;
     }
     telemetry::init(&cfg.log);
     for var in config::unknown_env_vars() {
@@ -188,9 +190,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ..RequestMeta::default()
     };
     match cli.command {
-        Command::Serve { .. } => server::serve(cfg).await,
+        Command::Serve { .. } => server::serve(cfg).await.context("gatehouse serve"),
         Command::Migrate => {
-            server::service(&cfg, Arc::new(SystemClock)).await?;
+            server::service(&cfg, Arc::new(SystemClock))
+                .await
+                .context("cannot migrate")?;
             println!("migrations applied to {}", cfg.database_url_redacted());
             Ok(())
         }
@@ -202,26 +206,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { action } => {
-            let svc = server::service(&cfg, Arc::new(SystemClock)).await?;
+            let svc = server::service(&cfg, Arc::new(SystemClock))
+                .await
+                .context("cannot open the key store")?;
             if let KeysAction::Rotate = action {
-                let kid = svc.keys.rotate(svc.store.as_ref(), svc.now()).await?;
+                // Sealed with secrets.encryption_key; other instances load it on the first
+                // token that names it, or at their next periodic reload.
+                let kid = svc
+                    .keys
+                    .rotate(svc.store.as_ref(), svc.now())
+                    .await
+                    .context("cannot rotate the signing key")?;
                 println!(
                     "new signing key {kid}; instances pick it up within {} s",
                     cfg.jwt.key_refresh_seconds
                 );
             }
-            for k in svc.store.signing_keys().await? {
+            let keys = svc
+                .store
+                .signing_keys()
+                .await
+                .context("cannot list the signing keys")?;
+            for k in keys {
                 let state = if k.retired_at.is_some() {
                     "retired"
                 } else {
                     "current"
                 };
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     k.kid,
                     k.alg,
                     k.created_at.to_rfc3339(),
-                    state
+                    state,
+                    gatehouse_core::jwt::private_key_storage(&k)
                 );
             }
             Ok(())

@@ -1,6 +1,7 @@
 //! Wiring: config → store, cache, service → router → listener.
 
 use crate::config::Config;
+use anyhow::Context as _;
 use gatehouse_cache::RedisOptions;
 use gatehouse_core::Service;
 use gatehouse_domain::ports::{Clock, SystemClock};
@@ -40,7 +41,7 @@ pub async fn service(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
     }
     let svc = Service::new(store, cache, clock, core)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+        .context("cannot start")?;
     Ok(Arc::new(svc))
 }
 
@@ -149,7 +150,7 @@ async fn bootstrap(cfg: &Config, svc: &Service) -> anyhow::Result<()> {
             if svc
                 .bootstrap_admin(email, password)
                 .await
-                .map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))?
+                .context("bootstrap admin")?
             {
                 tracing::info!(email = %email, "created the first admin account");
             }

@@ -9,6 +9,7 @@ mod admin;
 mod browser;
 mod cli;
 mod errors;
+mod keys;
 mod login;
 mod mfa;
 mod openapi;
