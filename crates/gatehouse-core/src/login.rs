@@ -793,12 +793,14 @@ impl Service {
         // only makes things stricter (failures stay counted; the browser is not trusted).
         let subject = Subject::Account(issued.account.id);
         if let Err(e) = lockout::reset(self.cache.as_ref(), subject).await {
-            tracing::warn!(error = %e, "lockout counters not cleared after sign-in");
+            tracing::warn!(error = %e, detail = ?e.detail(), "lockout counters not cleared after sign-in");
         }
         if remember {
             match self.trust_device(issued.account.id, meta).await {
                 Ok(device) => issued.trusted_device = Some(device),
-                Err(e) => tracing::warn!(error = %e, "browser not remembered after sign-in"),
+                Err(e) => {
+                    tracing::warn!(error = %e, detail = ?e.detail(), "browser not remembered after sign-in")
+                }
             }
         }
         Ok(LoginOutcome::Done(issued))

@@ -36,8 +36,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let ctx = context::current();
         let e = self.0;
-        if let Some(detail) = &e.internal {
-            // The detail is for operators only; the client gets the catalog text.
+        if let Some(detail) = e.detail() {
+            // The detail (the whole source chain) is for operators only; the client gets
+            // the catalog text.
             if e.code.status() >= 500 {
                 tracing::error!(code = e.code.as_str(), request_id = %ctx.request_id, detail = %detail, "request failed");
             } else {

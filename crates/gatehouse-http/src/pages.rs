@@ -218,7 +218,7 @@ struct Problem {
 impl Problem {
     /// An error from the core, in the request's language. Internal details go to the log.
     fn from_error(e: AppError, locale: Locale) -> Self {
-        if let Some(detail) = &e.internal {
+        if let Some(detail) = e.detail() {
             let request_id = &context::current().request_id;
             if e.code.status() >= 500 {
                 tracing::error!(code = e.code.as_str(), %request_id, %detail, "page request failed");
