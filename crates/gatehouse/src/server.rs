@@ -36,6 +36,11 @@ pub async fn service(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
             )
         })?;
     let mut core = cfg.core();
+    if core.password.insecure_fast_hashing {
+        tracing::warn!(
+            "password.insecure_fast_hashing is on: Argon2 costs below OWASP's minimums are allowed; never use this outside a test suite"
+        );
+    }
     if core.secrets.encryption_key.is_none() {
         core.secrets.encryption_key = Some(local_encryption_key(&cfg.database.url)?);
     }

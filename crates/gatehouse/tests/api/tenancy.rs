@@ -716,6 +716,7 @@ fn cli(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::proces
         .env("GATEHOUSE_DATABASE__URL", "sqlite:./gh.db")
         .env("GATEHOUSE_PASSWORD__ARGON2_MEMORY_KIB", "256")
         .env("GATEHOUSE_PASSWORD__ARGON2_ITERATIONS", "1")
+        .env("GATEHOUSE_PASSWORD__INSECURE_FAST_HASHING", "true")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
