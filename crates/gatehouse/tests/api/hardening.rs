@@ -271,3 +271,24 @@ backend_tests!(
     a_password_typed_as_a_username_is_not_audited,
     the_same_account_signs_in_again_after_a_lock_is_lifted,
 );
+
+/// The embedded database, its WAL and its key file are readable by their owner only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = spawn_app(Backend::Sqlite).await;
+    app.user("private@example.com").await;
+    app.login("private@example.com", PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+    let db = gatehouse::datadir::sqlite_path(&app.config.database.url).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    for side in ["-wal", "-shm", ".key"] {
+        let p = std::path::PathBuf::from(format!("{}{side}", db.display()));
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+}
