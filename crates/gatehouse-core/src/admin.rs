@@ -5,7 +5,7 @@ use crate::audit::{AuditExt, event};
 use crate::lockout;
 use crate::login::MfaPolicy;
 use crate::password::check_policy;
-use crate::service::{RequestMeta, Service, store_err};
+use crate::service::{RequestMeta, Service};
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
     Account, AccountStatus, AuditEvent, AuditFilter, Page, Paged, Session,
@@ -84,7 +84,7 @@ impl Service {
     async fn stored_settings(
         &self,
     ) -> Result<Result<InstanceSettings, serde_json::Error>, AppError> {
-        let value = self.store.setting(SETTINGS_KEY).await.map_err(store_err)?;
+        let value = self.store.setting(SETTINGS_KEY).await?;
         Ok(match value {
             Some(v) => serde_json::from_value(v),
             None => Ok(InstanceSettings::default()),
@@ -187,8 +187,7 @@ impl Service {
                 },
                 &audit,
             )
-            .await
-            .map_err(store_err)?;
+            .await?;
         Ok(account)
     }
 
@@ -227,7 +226,7 @@ impl Service {
 
     /// Creates the first admin if the instance has no account yet. `true` if it did.
     pub async fn bootstrap_admin(&self, email: &str, password: &Secret) -> Result<bool, AppError> {
-        if self.store.count_accounts().await.map_err(store_err)? > 0 {
+        if self.store.count_accounts().await? > 0 {
             return Ok(false);
         }
         let input = CreateUser {
@@ -257,7 +256,7 @@ impl Service {
         self.store
             .list_accounts(q.as_deref(), page)
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Sessions, of one account or of all, a page at a time.
@@ -269,7 +268,7 @@ impl Service {
         self.store
             .list_sessions(account_id, page)
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Audit events matching `filter`, a page at a time.
@@ -278,7 +277,10 @@ impl Service {
         filter: &AuditFilter,
         page: Page,
     ) -> Result<Paged<AuditEvent>, AppError> {
-        self.store.list_audit(filter, page).await.map_err(store_err)
+        self.store
+            .list_audit(filter, page)
+            .await
+            .map_err(AppError::from)
     }
 
     /// Looks an account up by id, email or username (CLI and admin tools).
@@ -292,9 +294,7 @@ impl Service {
         } else {
             Ok(None)
         };
-        found
-            .map_err(store_err)?
-            .ok_or_else(|| Code::NOT_FOUND.into())
+        found?.ok_or_else(|| Code::NOT_FOUND.into())
     }
 
     /// Enables or disables an account; disabling revokes all its sessions at once.
@@ -317,7 +317,7 @@ impl Service {
             .set_account_status(id, status, self.now(), &audit)
             .await;
         self.account_changed(id);
-        let (account, revoked) = account_revoked.map_err(store_err)?.ok_or(Code::NOT_FOUND)?;
+        let (account, revoked) = account_revoked?.ok_or(Code::NOT_FOUND)?;
         self.mark_sessions_revoked(&revoked).await?;
         Ok(account)
     }
@@ -329,12 +329,7 @@ impl Service {
         id: Id,
         meta: &RequestMeta,
     ) -> Result<Account, AppError> {
-        let account = self
-            .store
-            .account_by_id(id)
-            .await
-            .map_err(store_err)?
-            .ok_or(Code::NOT_FOUND)?;
+        let account = self.store.account_by_id(id).await?.ok_or(Code::NOT_FOUND)?;
         lockout::unlock(self.cache.as_ref(), lockout::Subject::Account(account.id)).await?;
         self.audit(
             event(meta, self.now(), "admin.user.unlock", "success")
@@ -365,9 +360,7 @@ impl Service {
             .set_must_change_password(id, true, self.now(), &audit)
             .await;
         self.account_changed(id);
-        account
-            .map_err(store_err)?
-            .ok_or_else(|| Code::NOT_FOUND.into())
+        account?.ok_or_else(|| Code::NOT_FOUND.into())
     }
 
     /// Sets a password directly (CLI), subject to the policy; revokes every session.
@@ -378,12 +371,7 @@ impl Service {
         password: &Secret,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
-        let account = self
-            .store
-            .account_by_id(id)
-            .await
-            .map_err(store_err)?
-            .ok_or(Code::NOT_FOUND)?;
+        let account = self.store.account_by_id(id).await?.ok_or(Code::NOT_FOUND)?;
         check_policy(
             &self.cfg.password,
             password,
@@ -399,7 +387,7 @@ impl Service {
             .change_password(id, &hash, None, self.now(), &audit)
             .await;
         self.account_changed(id);
-        let revoked = revoked.map_err(store_err)?;
+        let revoked = revoked?;
         self.mark_sessions_revoked(&revoked).await
     }
 }
@@ -458,7 +446,7 @@ impl Service {
         let now = self.now();
         let stored = self.store.put_setting(SETTINGS_KEY, &value, now).await;
         self.settings.invalidate(());
-        stored.map_err(store_err)?;
+        stored?;
         self.audit(
             event(meta, now, "admin.settings.update", "success")
                 .actor(actor)

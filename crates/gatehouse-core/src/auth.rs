@@ -6,7 +6,7 @@ use crate::audit::{AuditExt, event};
 use crate::jwt::Claims;
 use crate::lockout;
 use crate::password::check_policy;
-use crate::service::{AuthVia, Principal, RequestMeta, Service, cache_err, store_err};
+use crate::service::{AuthVia, Principal, RequestMeta, Service};
 use crate::tenancy::{BranchContext, LoginContext};
 use crate::tokens::{digest, opaque_token};
 use gatehouse_domain::model::{
@@ -82,12 +82,7 @@ impl Service {
         let hash = digest(token.expose());
         // Everything the answer needs is read before the rotation commits: if the store
         // fails here, the token is not spent and the client can simply retry.
-        let prepared = match self
-            .store
-            .session_by_refresh_token(&hash)
-            .await
-            .map_err(store_err)?
-        {
+        let prepared = match self.store.session_by_refresh_token(&hash).await? {
             Some(session) if session.status == SessionStatus::Active => {
                 // A disabled account's sessions are revoked in the store, which the
                 // rotation checks; the short account cache is enough here.
@@ -107,12 +102,7 @@ impl Service {
             }
             _ => None,
         };
-        match self
-            .store
-            .rotate_refresh(&hash, &new, policy)
-            .await
-            .map_err(store_err)?
-        {
+        match self.store.rotate_refresh(&hash, &new, policy).await? {
             Rotation::Rotated(session) => {
                 let Some((_, account, context)) = prepared.filter(|p| p.0 == session.id) else {
                     return Err(Code::TOKEN_REVOKED.into());
@@ -165,12 +155,7 @@ impl Service {
             .await?;
         let deny = format!("deny:{}", claims.jti);
         let srev = format!("srev:{}", claims.sid);
-        if self
-            .cache
-            .exists_any(&[&deny, &srev])
-            .await
-            .map_err(cache_err)?
-        {
+        if self.cache.exists_any(&[&deny, &srev]).await? {
             return Err(Code::TOKEN_REVOKED.into());
         }
         Ok(Principal {
@@ -189,16 +174,9 @@ impl Service {
     /// Checks a web-session cookie token.
     pub async fn authenticate_web(&self, token: &str) -> Result<Principal, AppError> {
         let now = self.now();
-        let session = self
-            .store
-            .session_by_web_token(&digest(token), now)
-            .await
-            .map_err(store_err)?;
+        let session = self.store.session_by_web_token(&digest(token), now).await?;
         let session = session.ok_or(Code::AUTHENTICATION_REQUIRED)?;
-        self.store
-            .touch_session(session.id, now, 60_000)
-            .await
-            .map_err(store_err)?;
+        self.store.touch_session(session.id, now, 60_000).await?;
         Ok(Principal {
             account_id: session.account_id,
             session_id: session.id,
@@ -238,8 +216,7 @@ impl Service {
                 Some(&new),
                 now,
             )
-            .await
-            .map_err(store_err)?;
+            .await?;
         if !moved {
             return Err(Code::TOKEN_REVOKED.into());
         }
@@ -252,11 +229,7 @@ impl Service {
                     "workspaceId": ctx.workspace.id, "branchId": ctx.branch.id })),
         )
         .await;
-        let session = self
-            .store
-            .session_by_id(p.session_id)
-            .await
-            .map_err(store_err)?;
+        let session = self.store.session_by_id(p.session_id).await?;
         let left = session.map_or(idle, |s| now.until(s.expires_at).as_secs().min(idle));
         Ok(Issued {
             account,
@@ -288,7 +261,7 @@ impl Service {
             return Ok(Some(Account::clone(&a)));
         }
         let generation = self.accounts.generation();
-        let account = self.store.account_by_id(id).await.map_err(store_err)?;
+        let account = self.store.account_by_id(id).await?;
         if let Some(a) = &account
             && self.accounts.enabled()
         {
@@ -309,10 +282,7 @@ impl Service {
             .actor(Some(p.account_id))
             .target(Some(p.account_id))
             .details(serde_json::json!({ "sessionId": p.session_id }));
-        self.store
-            .revoke_session(p.session_id, now, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.revoke_session(p.session_id, now, &audit).await?;
         self.mark_sessions_revoked(&[p.session_id]).await?;
         self.deny_access_token(p).await
     }
@@ -326,8 +296,7 @@ impl Service {
         let ids = self
             .store
             .revoke_account_sessions(p.account_id, None, now, &audit)
-            .await
-            .map_err(store_err)?;
+            .await?;
         self.mark_sessions_revoked(&ids).await?;
         self.deny_access_token(p).await?;
         Ok(ids.len())
@@ -336,10 +305,7 @@ impl Service {
     async fn deny_access_token(&self, p: &Principal) -> Result<(), AppError> {
         if let Some((jti, exp)) = &p.jti {
             let ttl = self.now().until(*exp) + Duration::from_secs(10);
-            self.cache
-                .set(&format!("deny:{jti}"), b"1", ttl)
-                .await
-                .map_err(cache_err)?;
+            self.cache.set(&format!("deny:{jti}"), b"1", ttl).await?;
         }
         Ok(())
     }
@@ -379,7 +345,7 @@ impl Service {
             .change_password(account.id, &hash, Some(p.session_id), now, &audit)
             .await;
         self.account_changed(account.id);
-        let revoked = revoked.map_err(store_err)?;
+        let revoked = revoked?;
         self.mark_sessions_revoked(&revoked).await
     }
 
@@ -388,7 +354,7 @@ impl Service {
         self.store
             .active_sessions(p.account_id, self.now())
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Revokes one of the caller's own sessions; `NOT_FOUND` for anyone else's.
@@ -398,7 +364,7 @@ impl Service {
         id: Id,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
-        let session = self.store.session_by_id(id).await.map_err(store_err)?;
+        let session = self.store.session_by_id(id).await?;
         let session =
             session.filter(|s| s.account_id == p.account_id && s.status == SessionStatus::Active);
         let session = session.ok_or(Code::NOT_FOUND)?;
@@ -407,10 +373,7 @@ impl Service {
             .actor(Some(p.account_id))
             .target(Some(p.account_id))
             .details(serde_json::json!({ "sessionId": session.id }));
-        self.store
-            .revoke_session(session.id, now, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.revoke_session(session.id, now, &audit).await?;
         self.mark_sessions_revoked(&[session.id]).await?;
         if session.id == p.session_id {
             self.deny_access_token(p).await?;
@@ -430,11 +393,7 @@ impl Service {
     ) -> Result<(), AppError> {
         let subject = lockout::Subject::Account(account.id);
         lockout::check(self.cache.as_ref(), &self.cfg.lockout, subject).await?;
-        let stored = self
-            .store
-            .password_hash(account.id)
-            .await
-            .map_err(store_err)?;
+        let stored = self.store.password_hash(account.id).await?;
         if self.hasher.verify(password, stored.as_deref()).await?.ok() {
             return Ok(());
         }

@@ -2,7 +2,7 @@
 //! check every admin use case goes through. Deny by default: only a held permission (or
 //! the wildcard) allows, and a refusal names the permission that was missing.
 
-use crate::service::{Principal, Service, store_err};
+use crate::service::{Principal, Service};
 use gatehouse_domain::model::{Account, Status};
 use gatehouse_domain::{AppError, Code, FieldError, Id};
 use serde::{Serialize, Serializer};
@@ -222,15 +222,13 @@ impl Service {
         let usable = self
             .store
             .workspace_by_id(ws)
-            .await
-            .map_err(store_err)?
+            .await?
             .filter(|w| w.status == Status::Active);
         let member = match usable {
             Some(_) => self
                 .store
                 .member_of(account.id, ws)
-                .await
-                .map_err(store_err)?
+                .await?
                 .filter(|m| m.status == Status::Active),
             None => None,
         };
@@ -238,11 +236,7 @@ impl Service {
             return Ok((account, PermissionSet::NONE));
         };
         let branch = p.branch_id.filter(|_| p.workspace_id == Some(ws));
-        let roles = self
-            .store
-            .member_roles(member.id, branch)
-            .await
-            .map_err(store_err)?;
+        let roles = self.store.member_roles(member.id, branch).await?;
         let held = PermissionSet::from_names(
             roles
                 .iter()

@@ -6,7 +6,6 @@
 
 use crate::audit::AuditExt;
 use crate::config::LockoutConfig;
-use crate::service::cache_err;
 use gatehouse_domain::ports::Cache;
 use gatehouse_domain::{AppError, Code, Id};
 use std::time::Duration;
@@ -46,7 +45,7 @@ pub async fn check(
     if !cfg.enabled {
         return Ok(());
     }
-    match cache.ttl(&lock_key(&subject)).await.map_err(cache_err)? {
+    match cache.ttl(&lock_key(&subject)).await? {
         Some(left) => Err(AppError::new(Code::ACCOUNT_LOCKED).retry_after(left.as_secs().max(1))),
         None => Ok(()),
     }
@@ -62,17 +61,11 @@ pub async fn record_failure(
         return Ok(false);
     }
     let window = Duration::from_secs(cfg.window_seconds.max(1));
-    let n = cache
-        .incr(&fail_key(&subject), window)
-        .await
-        .map_err(cache_err)?;
+    let n = cache.incr(&fail_key(&subject), window).await?;
     if n >= i64::from(cfg.max_failures) {
         let duration = Duration::from_secs(cfg.duration_seconds);
-        let newly = cache
-            .set_nx(&lock_key(&subject), b"1", duration)
-            .await
-            .map_err(cache_err)?;
-        cache.delete(&fail_key(&subject)).await.map_err(cache_err)?;
+        let newly = cache.set_nx(&lock_key(&subject), b"1", duration).await?;
+        cache.delete(&fail_key(&subject)).await?;
         return Ok(newly);
     }
     Ok(false)
@@ -80,13 +73,19 @@ pub async fn record_failure(
 
 /// Forgets failures after a success.
 pub async fn reset(cache: &dyn Cache, subject: Subject<'_>) -> Result<(), AppError> {
-    cache.delete(&fail_key(&subject)).await.map_err(cache_err)
+    cache
+        .delete(&fail_key(&subject))
+        .await
+        .map_err(AppError::from)
 }
 
 /// Lifts a lock and its counter (admin unlock).
 pub async fn unlock(cache: &dyn Cache, subject: Subject<'_>) -> Result<(), AppError> {
-    cache.delete(&lock_key(&subject)).await.map_err(cache_err)?;
-    cache.delete(&fail_key(&subject)).await.map_err(cache_err)
+    cache.delete(&lock_key(&subject)).await?;
+    cache
+        .delete(&fail_key(&subject))
+        .await
+        .map_err(AppError::from)
 }
 
 impl crate::Service {

@@ -23,7 +23,7 @@ use crate::auth::{Issued, identifiers};
 use crate::lockout::{self, Subject};
 use crate::mfa::Keep;
 use crate::password::{Verified, check_policy};
-use crate::service::{RequestMeta, Service, cache_err, store_err};
+use crate::service::{RequestMeta, Service};
 use crate::tenancy::LoginContext;
 use crate::tokens::{digest, digest_hex, opaque_token};
 use gatehouse_domain::ids::new_id;
@@ -317,8 +317,7 @@ impl Service {
         let account = match &ident {
             Identifier::Email(e) => self.store.account_by_email(e.as_str()).await,
             Identifier::Username(u) => self.store.account_by_username(u.as_str()).await,
-        }
-        .map_err(store_err)?;
+        }?;
         // Failures count per account, whichever name it was given by, and per name for
         // names no account has: both lock the same way, so a lock tells nothing.
         let subject = match &account {
@@ -340,7 +339,7 @@ impl Service {
             return Err(e);
         }
         let stored = match &account {
-            Some(a) => self.store.password_hash(a.id).await.map_err(store_err)?,
+            Some(a) => self.store.password_hash(a.id).await?,
             None => None,
         };
         let verified = self.hasher.verify(password, stored.as_deref()).await?;
@@ -433,11 +432,7 @@ impl Service {
         let has_totp = if policy == MfaPolicy::Off || state.has_second_factor() {
             false
         } else {
-            self.store
-                .totp(account.id)
-                .await
-                .map_err(store_err)?
-                .is_some_and(|t| t.active)
+            self.store.totp(account.id).await?.is_some_and(|t| t.active)
         };
         let req = Requirements {
             must_change_password: account.must_change_password,
@@ -495,8 +490,7 @@ impl Service {
                 &bytes,
                 Duration::from_secs(ttl),
             )
-            .await
-            .map_err(cache_err)?;
+            .await?;
         Ok(Challenge {
             token: Secret::new(token),
             step,
@@ -514,12 +508,7 @@ impl Service {
         step: Step,
     ) -> Result<(String, LoginState), AppError> {
         let key = format!("chal:{}", digest_hex(token));
-        let raw = self
-            .cache
-            .get(&key)
-            .await
-            .map_err(cache_err)?
-            .ok_or(Code::CHALLENGE_INVALID)?;
+        let raw = self.cache.get(&key).await?.ok_or(Code::CHALLENGE_INVALID)?;
         let pending: Pending = serde_json::from_slice(&raw).map_err(|_| Code::CHALLENGE_INVALID)?;
         if pending.step != step {
             return Err(Code::CHALLENGE_INVALID.into());
@@ -530,11 +519,7 @@ impl Service {
     /// Takes a challenge: whoever takes it first may continue, which makes a step
     /// single-use.
     async fn take_challenge(&self, key: &str) -> Result<(), AppError> {
-        self.cache
-            .take(key)
-            .await
-            .map_err(cache_err)?
-            .ok_or(Code::CHALLENGE_INVALID)?;
+        self.cache.take(key).await?.ok_or(Code::CHALLENGE_INVALID)?;
         Ok(())
     }
 
@@ -543,8 +528,7 @@ impl Service {
         let account = self
             .store
             .account_by_id(id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or(Code::CHALLENGE_INVALID)?;
         if account.status != AccountStatus::Active {
             return Err(Code::ACCOUNT_DISABLED.into());
@@ -568,11 +552,7 @@ impl Service {
             "newPassword",
             &identifiers(&account),
         )?;
-        let old = self
-            .store
-            .password_hash(account.id)
-            .await
-            .map_err(store_err)?;
+        let old = self.store.password_hash(account.id).await?;
         if old.is_some() && self.hasher.verify(new_password, old.as_deref()).await?.ok() {
             return Err(AppError {
                 fields: vec![FieldError::new("newPassword", "same_as_current")],
@@ -590,7 +570,7 @@ impl Service {
             .change_password(account.id, &hash, None, now, &audit)
             .await;
         self.account_changed(account.id);
-        let revoked = revoked.map_err(store_err)?;
+        let revoked = revoked?;
         self.mark_sessions_revoked(&revoked).await?;
         let account = self.active_account(account.id).await?;
         // The new password revoked every trusted device, this browser's too.
@@ -677,7 +657,7 @@ impl Service {
         let (key, state) = self.load_challenge(challenge, Step::EnrollTotp).await?;
         let account = self.active_account(state.account_id).await?;
         let bound_key = format!("{key}:totp");
-        let bound = self.cache.get(&bound_key).await.map_err(cache_err)?;
+        let bound = self.cache.get(&bound_key).await?;
         let keep = match &bound {
             Some(d) => Keep::Bound(d),
             None => Keep::Fresh,
@@ -685,10 +665,7 @@ impl Service {
         let (enrollment, shown) = self.start_enrollment(&account, keep).await?;
         if bound.as_deref() != Some(&shown[..]) {
             let ttl = Duration::from_secs(self.cfg.session.challenge_ttl_seconds);
-            self.cache
-                .set(&bound_key, &shown, ttl)
-                .await
-                .map_err(cache_err)?;
+            self.cache.set(&bound_key, &shown, ttl).await?;
         }
         Ok(enrollment)
     }
@@ -709,10 +686,9 @@ impl Service {
             let bound = self
                 .cache
                 .get(&format!("{key}:totp"))
-                .await
-                .map_err(cache_err)?
+                .await?
                 .ok_or(Code::MFA_CODE_INVALID)?;
-            let pending = self.store.totp(account.id).await.map_err(store_err)?;
+            let pending = self.store.totp(account.id).await?;
             let ours = pending.is_some_and(|c| {
                 bool::from(subtle::ConstantTimeEq::ct_eq(
                     &bound[..],
@@ -761,13 +737,9 @@ impl Service {
                 .await?;
             if let Some(key) = challenge_key {
                 let ttl = Duration::from_secs(self.cfg.session.challenge_ttl_seconds);
-                let n = self
-                    .cache
-                    .incr(&format!("{key}:fail"), ttl)
-                    .await
-                    .map_err(cache_err)?;
+                let n = self.cache.incr(&format!("{key}:fail"), ttl).await?;
                 if n >= MAX_CODE_ATTEMPTS {
-                    self.cache.delete(key).await.map_err(cache_err)?;
+                    self.cache.delete(key).await?;
                 }
             }
             Ok::<(), AppError>(())
@@ -868,7 +840,7 @@ impl Service {
         };
         let revoked = self.store.commit_login(&commit).await;
         self.account_changed(account.id);
-        let revoked = revoked.map_err(store_err)?;
+        let revoked = revoked?;
         self.mark_sessions_revoked(&revoked).await?;
         Ok(Issued {
             account,

@@ -6,7 +6,7 @@
 use crate::audit::{AuditExt, event};
 use crate::lockout;
 use crate::login::MfaPolicy;
-use crate::service::{Principal, RequestMeta, Service, store_err};
+use crate::service::{Principal, RequestMeta, Service};
 use crate::tokens::{b64url, digest, opaque_token};
 use crate::totp;
 use gatehouse_domain::ids::new_id;
@@ -63,18 +63,13 @@ impl Service {
     /// Checks a TOTP code against the active secret and spends its time-step. A code for a
     /// step already used (replay) is as wrong as a wrong code.
     pub(crate) async fn spend_totp(&self, account: &Account, code: &str) -> Result<(), AppError> {
-        let cred = self.store.totp(account.id).await.map_err(store_err)?;
+        let cred = self.store.totp(account.id).await?;
         let cred = cred.filter(|c| c.active).ok_or(Code::MFA_CODE_INVALID)?;
         let key = totp::open(&self.secrets_key()?, account.id, &cred.secret)?;
         let step = totp::matching_step(&key, code, self.now().unix_seconds())
             .ok_or(Code::MFA_CODE_INVALID)?;
         let now = self.now();
-        if self
-            .store
-            .use_totp_step(account.id, step, now)
-            .await
-            .map_err(store_err)?
-        {
+        if self.store.use_totp_step(account.id, step, now).await? {
             Ok(())
         } else {
             Err(Code::MFA_CODE_INVALID.into())
@@ -113,25 +108,19 @@ impl Service {
         let mut used = self
             .store
             .use_recovery_code(account.id, &keyed, now)
-            .await
-            .map_err(store_err)?;
+            .await?;
         if !used {
             // Codes issued before verifiers were keyed.
             let legacy = totp::legacy_recovery_hash(code);
             used = self
                 .store
                 .use_recovery_code(account.id, &legacy, now)
-                .await
-                .map_err(store_err)?;
+                .await?;
         }
         if !used {
             return Err(Code::MFA_CODE_INVALID.into());
         }
-        let left = self
-            .store
-            .recovery_codes_left(account.id)
-            .await
-            .map_err(store_err)?;
+        let left = self.store.recovery_codes_left(account.id).await?;
         self.audit(
             event(meta, now, "mfa.recovery_code.use", "success")
                 .actor(Some(account.id))
@@ -154,7 +143,7 @@ impl Service {
             return Err(Code::PERMISSION_REQUIRED.into());
         }
         let key = self.secrets_key()?;
-        let existing = self.store.totp(account.id).await.map_err(store_err)?;
+        let existing = self.store.totp(account.id).await?;
         let kept = |sealed: &str| match keep {
             Keep::Fresh => false,
             Keep::Any => true,
@@ -169,8 +158,7 @@ impl Service {
                 if !self
                     .store
                     .put_pending_totp(account.id, &sealed, self.now())
-                    .await
-                    .map_err(store_err)?
+                    .await?
                 {
                     return Err(Code::CONFLICT.into());
                 }
@@ -196,7 +184,7 @@ impl Service {
         code: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<String>, AppError> {
-        let cred = self.store.totp(account.id).await.map_err(store_err)?;
+        let cred = self.store.totp(account.id).await?;
         let cred = match cred {
             Some(c) if c.active => return Err(Code::CONFLICT.into()),
             Some(c) => c,
@@ -218,8 +206,7 @@ impl Service {
         if !self
             .store
             .confirm_totp(account.id, step, &hashes, now, &audit)
-            .await
-            .map_err(store_err)?
+            .await?
         {
             return Err(Code::CONFLICT.into());
         }
@@ -266,8 +253,7 @@ impl Service {
             .target(Some(account.id));
         self.store
             .replace_recovery_codes(account.id, &hashes, now, &audit)
-            .await
-            .map_err(store_err)?;
+            .await?;
         Ok(codes)
     }
 
@@ -281,12 +267,7 @@ impl Service {
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let account = self.me(p).await?;
-        let active = self
-            .store
-            .totp(account.id)
-            .await
-            .map_err(store_err)?
-            .is_some_and(|c| c.active);
+        let active = self.store.totp(account.id).await?.is_some_and(|c| c.active);
         if !active {
             return Err(Code::NOT_FOUND.into());
         }
@@ -305,10 +286,7 @@ impl Service {
         let audit = event(meta, self.now(), "mfa.totp.disable", "success")
             .actor(Some(account.id))
             .target(Some(account.id));
-        self.store
-            .remove_mfa(account.id, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.remove_mfa(account.id, &audit).await?;
         Ok(())
     }
 
@@ -317,14 +295,10 @@ impl Service {
         let enabled = self
             .store
             .totp(p.account_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .is_some_and(|c| c.active);
         let recovery_codes_left = if enabled {
-            self.store
-                .recovery_codes_left(p.account_id)
-                .await
-                .map_err(store_err)?
+            self.store.recovery_codes_left(p.account_id).await?
         } else {
             0
         };
@@ -341,16 +315,11 @@ impl Service {
         id: Id,
         meta: &RequestMeta,
     ) -> Result<Account, AppError> {
-        let account = self
-            .store
-            .account_by_id(id)
-            .await
-            .map_err(store_err)?
-            .ok_or(Code::NOT_FOUND)?;
+        let account = self.store.account_by_id(id).await?.ok_or(Code::NOT_FOUND)?;
         let audit = event(meta, self.now(), "admin.user.reset_mfa", "success")
             .actor(actor)
             .target(Some(id));
-        self.store.remove_mfa(id, &audit).await.map_err(store_err)?;
+        self.store.remove_mfa(id, &audit).await?;
         Ok(account)
     }
 
@@ -359,7 +328,7 @@ impl Service {
         self.store
             .trusted_devices(p.account_id, self.now())
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Revokes one of the caller's trusted devices (`NOT_FOUND` for anyone else's), or all
@@ -377,8 +346,7 @@ impl Service {
         let n = self
             .store
             .revoke_trusted_devices(p.account_id, id, &audit)
-            .await
-            .map_err(store_err)?;
+            .await?;
         if id.is_some() && n == 0 {
             return Err(Code::NOT_FOUND.into());
         }
@@ -419,8 +387,7 @@ impl Service {
             .details(serde_json::json!({ "deviceId": device.id }));
         self.store
             .add_trusted_device(&device, &digest(&token), &audit)
-            .await
-            .map_err(store_err)?;
+            .await?;
         Ok((Secret::new(cookie), secs))
     }
 
@@ -440,6 +407,6 @@ impl Service {
         self.store
             .use_trusted_device(account, &digest(token), self.now())
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 }

@@ -2,7 +2,7 @@
 //! instance sharing Redis enforces one budget. Keys are a route class plus the client IP,
 //! or the normalized login identifier.
 
-use crate::service::{Service, cache_err};
+use crate::service::Service;
 use gatehouse_domain::ports::Cache;
 use gatehouse_domain::{AppError, Code, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -103,8 +103,7 @@ pub async fn hit(
                 &format!("rl:{key}:{len}:{index}"),
                 Duration::from_secs(reset + 1),
             )
-            .await
-            .map_err(cache_err)?;
+            .await?;
         let used = u32::try_from(n).unwrap_or(u32::MAX);
         let d = Decision {
             allowed: used <= limit,

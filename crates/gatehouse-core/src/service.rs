@@ -5,7 +5,7 @@ use crate::csrf::Csrf;
 use crate::jwt::Keyring;
 use crate::password::Hasher;
 use crate::tokens::{b64url, b64url_decode, random_bytes};
-use gatehouse_domain::ports::{Cache, CacheError, Clock, Store, StoreError};
+use gatehouse_domain::ports::{Cache, Clock, Store};
 use gatehouse_domain::{AppError, Code, Id, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,17 +52,6 @@ pub struct Service {
     pub(crate) settings: crate::read_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
 
-/// Maps a store failure to what the client may see; the failure stays in the error's
-/// source chain for the log (see `From<StoreError> for AppError`).
-pub fn store_err(e: StoreError) -> AppError {
-    AppError::from(e)
-}
-
-/// A cache failure is always 503: a security check is never skipped because Redis is down.
-pub fn cache_err(e: CacheError) -> AppError {
-    AppError::from(e)
-}
-
 const CSRF_SECRET_KEY: &str = "secret.csrf";
 const CSRF_MAX_AGE_SECS: i64 = 12 * 3600;
 
@@ -83,8 +72,7 @@ impl Service {
         let fresh = serde_json::Value::String(b64url(&random_bytes::<32>()?));
         let stored = store
             .setting_or_insert(CSRF_SECRET_KEY, &fresh, now)
-            .await
-            .map_err(store_err)?;
+            .await?;
         let secret = stored
             .as_str()
             .and_then(b64url_decode)
@@ -156,7 +144,7 @@ impl Service {
                 .millis()
                 .saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)),
         );
-        let n = self.store.prune_audit(cutoff).await.map_err(store_err)?;
+        let n = self.store.prune_audit(cutoff).await?;
         if n > 0 {
             tracing::info!(deleted = n, "pruned audit events past retention");
         }
@@ -174,10 +162,7 @@ impl Service {
     pub async fn mark_sessions_revoked(&self, ids: &[Id]) -> Result<(), AppError> {
         let ttl = Duration::from_secs(self.cfg.jwt.access_ttl_seconds + 60);
         for id in ids {
-            self.cache
-                .set(&format!("srev:{id}"), b"1", ttl)
-                .await
-                .map_err(cache_err)?;
+            self.cache.set(&format!("srev:{id}"), b"1", ttl).await?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use crate::audit::{AuditExt, event};
 use crate::authz::{Grant, Permission, PermissionSet, Scope};
-use crate::service::{Principal, RequestMeta, Service, store_err};
+use crate::service::{Principal, RequestMeta, Service};
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
     Account, Branch, Member, Membership, NewMember, Page, Paged, Role, Status, Workspace,
@@ -115,11 +115,7 @@ impl Service {
         account: &Account,
         workspace: Option<&str>,
     ) -> Result<LoginContext, AppError> {
-        let mut rows = self
-            .store
-            .memberships(account.id)
-            .await
-            .map_err(store_err)?;
+        let mut rows = self.store.memberships(account.id).await?;
         if let Some(slug) = workspace {
             rows.retain(|m| m.workspace.slug == slug);
             if rows.is_empty() {
@@ -171,20 +167,17 @@ impl Service {
         let branch = self
             .store
             .branch_by_id(branch_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(denied)?;
         let workspace = self
             .store
             .workspace_by_id(branch.workspace_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(denied)?;
         let member = self
             .store
             .member_of(account_id, workspace.id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(denied)?;
         if workspace.status != Status::Active {
             return Err(Code::WORKSPACE_DISABLED.into());
@@ -195,11 +188,7 @@ impl Service {
         if branch.status != Status::Active || !member.branch_ids.contains(&branch.id) {
             return Err(denied());
         }
-        let rows = self
-            .store
-            .memberships(account_id)
-            .await
-            .map_err(store_err)?;
+        let rows = self.store.memberships(account_id).await?;
         let branches = rows
             .into_iter()
             .filter(|m| m.member_id == member.id)
@@ -207,11 +196,7 @@ impl Service {
             .filter(|(b, s)| b.status == Status::Active && *s == Status::Active)
             .map(|(b, _)| b)
             .collect();
-        let roles = self
-            .store
-            .member_roles(member.id, Some(branch.id))
-            .await
-            .map_err(store_err)?;
+        let roles = self.store.member_roles(member.id, Some(branch.id)).await?;
         let mut token_roles: Vec<String> = roles
             .iter()
             .map(|r| match r.workspace_id {
@@ -269,10 +254,7 @@ impl Service {
             .actor(actor)
             .target(Some(w.id))
             .details(serde_json::json!({ "slug": w.slug }));
-        self.store
-            .create_workspace(&w, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.create_workspace(&w, &audit).await?;
         Ok(w)
     }
 
@@ -280,8 +262,7 @@ impl Service {
     pub async fn workspace(&self, id: Id) -> Result<Workspace, AppError> {
         self.store
             .workspace_by_id(id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -289,14 +270,16 @@ impl Service {
     pub async fn workspace_by_slug(&self, slug: &str) -> Result<Workspace, AppError> {
         self.store
             .workspace_by_slug(&slug.trim().to_lowercase())
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
     /// Workspaces, a page at a time.
     pub async fn list_workspaces(&self, page: Page) -> Result<Paged<Workspace>, AppError> {
-        self.store.list_workspaces(page).await.map_err(store_err)
+        self.store
+            .list_workspaces(page)
+            .await
+            .map_err(AppError::from)
     }
 
     /// Enables or disables a workspace. Its members' sessions are refused at their next
@@ -317,8 +300,7 @@ impl Service {
             .target(Some(id));
         self.store
             .set_workspace_status(id, status, self.now(), &audit)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -355,10 +337,7 @@ impl Service {
             .actor(actor)
             .target(Some(b.id))
             .details(serde_json::json!({ "workspaceId": workspace_id, "code": b.code }));
-        self.store
-            .create_branch(&b, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.create_branch(&b, &audit).await?;
         Ok(b)
     }
 
@@ -366,8 +345,7 @@ impl Service {
     pub async fn branch(&self, id: Id) -> Result<Branch, AppError> {
         self.store
             .branch_by_id(id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -380,7 +358,7 @@ impl Service {
         self.store
             .list_branches(workspace_id, page)
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Enables or disables a branch.
@@ -400,8 +378,7 @@ impl Service {
             .target(Some(id));
         self.store
             .set_branch_status(id, status, self.now(), &audit)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -412,12 +389,7 @@ impl Service {
     ) -> Result<Vec<Role>, AppError> {
         let mut roles = Vec::new();
         for code in codes {
-            match self
-                .store
-                .role_for(Some(workspace_id), code.trim())
-                .await
-                .map_err(store_err)?
-            {
+            match self.store.role_for(Some(workspace_id), code.trim()).await? {
                 Some(r) => roles.push(r),
                 None => {
                     return Err(AppError::validation(vec![FieldError::new(
@@ -439,12 +411,7 @@ impl Service {
         meta: &RequestMeta,
     ) -> Result<Member, AppError> {
         self.workspace(workspace_id).await?;
-        let account_ok = self
-            .store
-            .account_by_id(input.account_id)
-            .await
-            .map_err(store_err)?
-            .is_some();
+        let account_ok = self.store.account_by_id(input.account_id).await?.is_some();
         let mut errors = Vec::new();
         if !account_ok {
             errors.push(FieldError::new("accountId", "invalid"));
@@ -453,7 +420,7 @@ impl Service {
         branch_ids.sort();
         branch_ids.dedup();
         for b in &branch_ids {
-            let found = self.store.branch_by_id(*b).await.map_err(store_err)?;
+            let found = self.store.branch_by_id(*b).await?;
             if found.is_none_or(|x| x.workspace_id != workspace_id) {
                 errors.push(FieldError::new("branchIds", "invalid"));
                 break;
@@ -494,10 +461,7 @@ impl Service {
             member,
             role_ids: roles.iter().map(|r| r.id).collect(),
         };
-        self.store
-            .create_member(&new, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.create_member(&new, &audit).await?;
         self.member(new.member.id).await
     }
 
@@ -505,8 +469,7 @@ impl Service {
     pub async fn member(&self, id: Id) -> Result<Member, AppError> {
         self.store
             .member_by_id(id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -514,8 +477,7 @@ impl Service {
     pub async fn member_of(&self, account_id: Id, workspace_id: Id) -> Result<Member, AppError> {
         self.store
             .member_of(account_id, workspace_id)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -528,7 +490,7 @@ impl Service {
         self.store
             .list_members(workspace_id, page)
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Enables or disables a membership; a disabled member's sessions are refused at their
@@ -549,8 +511,7 @@ impl Service {
             .target(Some(id));
         self.store
             .set_member_status(id, status, self.now(), &audit)
-            .await
-            .map_err(store_err)?
+            .await?
             .ok_or_else(|| Code::NOT_FOUND.into())
     }
 
@@ -579,12 +540,7 @@ impl Service {
             errors.push(FieldError::new("permissions", "invalid"));
         }
         if let Some(ws) = workspace_id
-            && self
-                .store
-                .workspace_by_id(ws)
-                .await
-                .map_err(store_err)?
-                .is_none()
+            && self.store.workspace_by_id(ws).await?.is_none()
         {
             errors.push(FieldError::new("workspaceId", "invalid"));
         }
@@ -607,10 +563,7 @@ impl Service {
                 serde_json::json!({ "code": role.code, "permissions": role.permissions,
                 "workspaceId": workspace_id }),
             );
-        self.store
-            .create_role(&role, &audit)
-            .await
-            .map_err(store_err)?;
+        self.store.create_role(&role, &audit).await?;
         Ok(role)
     }
 
@@ -623,7 +576,7 @@ impl Service {
         self.store
             .list_roles(workspace_id, page)
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     /// Grants (`grant`) or takes back roles of a member, workspace-wide or for one of its
@@ -659,8 +612,7 @@ impl Service {
                 self.store
                     .revoke_role(member.id, branch_id, role.id, &audit)
                     .await
-            }
-            .map_err(store_err)?;
+            }?;
             if !done && grant {
                 return Err(AppError::validation(vec![FieldError::new(
                     "branchId", "invalid",
@@ -715,7 +667,7 @@ impl Service {
         permission: Permission,
         id: Id,
     ) -> Result<Branch, AppError> {
-        match self.store.branch_by_id(id).await.map_err(store_err)? {
+        match self.store.branch_by_id(id).await? {
             Some(b) => {
                 self.require_permission(p, permission, Scope::Workspace(b.workspace_id))
                     .await?;
@@ -736,7 +688,7 @@ impl Service {
         permission: Permission,
         id: Id,
     ) -> Result<Member, AppError> {
-        match self.store.member_by_id(id).await.map_err(store_err)? {
+        match self.store.member_by_id(id).await? {
             Some(m) => {
                 self.require_permission(p, permission, Scope::Workspace(m.workspace_id))
                     .await?;
@@ -831,11 +783,7 @@ impl Service {
     ) -> Result<(), AppError> {
         let mut roles = Vec::new();
         for code in codes {
-            let found = self
-                .store
-                .role_for(Some(workspace_id), code.trim())
-                .await
-                .map_err(store_err)?;
+            let found = self.store.role_for(Some(workspace_id), code.trim()).await?;
             roles.extend(found);
         }
         let (_, wanted) = flatten(&roles);
