@@ -1,8 +1,9 @@
-//! PostgreSQL: a pool with bounded size and acquire timeout; migrations under an advisory
-//! lock so instances starting together do not race.
+//! PostgreSQL: a pool with bounded size and acquire timeout; migrations (see `migrate`) on a
+//! connection of their own under an advisory lock.
 
 use crate::{PoolOptions, map_err};
 use gatehouse_domain::ports::StoreError;
+use sqlx::Connection as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The scale-out store.
@@ -10,9 +11,6 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 pub struct PgStore {
     pool: PgPool,
 }
-
-/// Arbitrary key for `pg_advisory_lock` around migrations.
-const MIGRATION_LOCK: i64 = 0x6761_7465_686f;
 
 impl PgStore {
     /// Connects and migrates.
@@ -23,21 +21,14 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(map_err)?;
-        {
-            let mut conn = pool.acquire().await.map_err(map_err)?;
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *conn)
-                .await
-                .map_err(map_err)?;
-            let applied = crate::migrate::apply!(conn, crate::migrate::POSTGRES);
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *conn)
-                .await
-                .map_err(map_err)?;
-            applied?;
+        // A connection of its own, closed afterwards: ending its session is what releases
+        // the migration lock should the explicit unlock fail.
+        let mut conn = pool.acquire().await.map_err(map_err)?.detach();
+        let migrated = crate::migrate::postgres(&mut conn).await;
+        if let Err(e) = conn.close().await {
+            tracing::debug!(error = %e, "closing the migration connection");
         }
+        migrated?;
         Ok(Self { pool })
     }
 

@@ -49,7 +49,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         {
             let mut conn = write.acquire().await.map_err(map_err)?;
-            crate::migrate::apply!(conn, crate::migrate::SQLITE)?;
+            crate::migrate::sqlite(&mut conn).await?;
         }
         let read = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.clamp(1, 8))

@@ -3,6 +3,8 @@
 //! against every adapter: SQLite always, PostgreSQL when `GATEHOUSE_TEST_DATABASE_URL` is
 //! set (mandatory under `CI=true`). Every test gets its own database and removes it after.
 
+mod common;
+
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
     Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, NewMember,
@@ -13,29 +15,24 @@ use gatehouse_domain::ports::{NewAccount, Store, StoreError};
 use gatehouse_domain::{Id, Timestamp};
 use gatehouse_store::PoolOptions;
 use serde_json::json;
-use sqlx::Connection as _;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Barrier;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
-// Harness: one fresh database per test, removed afterwards even when the case panics.
+// Harness: one fresh database per test (see `common`), opened as a store.
 // ---------------------------------------------------------------------------------------
 
-/// Runs `case` against a fresh SQLite file under the temp dir.
+/// Runs `case` against a store on a fresh SQLite file.
 async fn on_sqlite<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let path = std::env::temp_dir().join(format!("gh_test_{}.db", Uuid::new_v4().simple()));
-    let url = format!("sqlite:{}", path.display());
-    // The case runs in its own task so that a panic comes back as a value and the cleanup
-    // below still runs.
-    let outcome = tokio::spawn(async move {
+    common::with_sqlite_url(|url| async move {
         let store = gatehouse_store::connect(&url, &PoolOptions::default())
             .await
             .expect("open the SQLite store");
@@ -43,30 +40,15 @@ where
         case(store).await;
     })
     .await;
-    for suffix in ["", "-wal", "-shm"] {
-        let file = format!("{}{suffix}", path.display());
-        if let Err(e) = std::fs::remove_file(&file)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            panic!("cannot remove {file}: {e}");
-        }
-    }
-    rethrow(outcome);
 }
 
-/// Runs `case` against a fresh PostgreSQL database `gh_test_<uuid>`, dropped afterwards.
+/// Runs `case` against a store on a fresh PostgreSQL database.
 async fn on_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(admin_url) = postgres_url() else {
-        return;
-    };
-    let name = format!("gh_test_{}", Uuid::new_v4().simple());
-    admin_sql(&admin_url, &format!("CREATE DATABASE {name}")).await;
-    let url = database_url(&admin_url, &name);
-    let outcome = tokio::spawn(async move {
+    common::with_postgres_url(|url| async move {
         let store = gatehouse_store::connect(&url, &PoolOptions::default())
             .await
             .expect("open the PostgreSQL store");
@@ -74,62 +56,6 @@ where
         case(store).await;
     })
     .await;
-    // FORCE ends the pool's connections, which the finished task may not have closed yet.
-    admin_sql(
-        &admin_url,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    )
-    .await;
-    rethrow(outcome);
-}
-
-/// The PostgreSQL server to test against; its absence fails the run under `CI=true`.
-fn postgres_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
-            "CI=true but GATEHOUSE_TEST_DATABASE_URL is not set: the PostgreSQL store \
-             conformance tests are mandatory in CI \
-             (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
-        ),
-        _ => None,
-    }
-}
-
-/// `base` with its database name replaced by `name` (query string kept).
-fn database_url(base: &str, name: &str) -> String {
-    let (head, query) = base
-        .split_once('?')
-        .map_or((base, None), |(h, q)| (h, Some(q)));
-    let authority = head.find("://").map_or(0, |i| i + 3);
-    let root = head[authority..]
-        .find('/')
-        .map_or(head, |i| &head[..authority + i]);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-async fn admin_sql(url: &str, sql: &str) {
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to GATEHOUSE_TEST_DATABASE_URL: {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    conn.close().await.ok();
-}
-
-/// Re-raises the case's panic (after cleanup) so the test fails with its message.
-fn rethrow(outcome: Result<(), JoinError>) {
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("test task did not finish: {e}"),
-        }
-    }
 }
 
 /// Generates `#[tokio::test]`s running each case on each backend.
