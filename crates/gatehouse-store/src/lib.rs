@@ -64,22 +64,28 @@ pub fn scheme(url: &str) -> Option<Backend> {
 
 /// Maps a driver error. Connection trouble is `Unavailable` (503, retried by clients);
 /// unique violations are `Conflict`; the rest is `Other` (logged, 500).
+///
+/// `StoreError` carries a message at most, so nothing the message could hold is dropped:
+/// a database error keeps its code, constraint and table next to the driver's text (which
+/// has neither), and `Conflict`, which carries nothing, logs which constraint it was. Row
+/// values (PostgreSQL's "detail") are left out on purpose: they may hold secrets.
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            tracing::debug!(
+                constraint = d.constraint(),
+                table = d.table(),
+                "unique violation: {}",
+                d.message()
+            );
+            StoreError::Conflict
+        }
         sqlx::Error::Database(d) => {
-            // PostgreSQL classes 08 (connection), 53 (resources), 57 (operator intervention,
-            // e.g. shutdown); SQLite BUSY/LOCKED (5, 6).
-            let code = d.code().unwrap_or_default();
-            let transient = code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57")
-                || code == "5"
-                || code == "6";
-            if transient {
-                StoreError::Unavailable(e.to_string())
+            let message = describe(d.as_ref());
+            if is_transient(d.as_ref()) {
+                StoreError::Unavailable(message)
             } else {
-                StoreError::Other(e.to_string())
+                StoreError::Other(message)
             }
         }
         sqlx::Error::PoolTimedOut
@@ -90,4 +96,34 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.to_string()),
     }
+}
+
+/// Whether a database error means "try again later": PostgreSQL classes 08 (connection),
+/// 53 (resources), 57 (operator intervention, e.g. shutdown); SQLite BUSY and LOCKED (5, 6),
+/// which sqlx reports as extended codes (e.g. 517, BUSY_SNAPSHOT), so only the primary code
+/// in the low byte counts.
+fn is_transient(d: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = d.code().unwrap_or_default();
+    if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+    } else {
+        code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
+    }
+}
+
+/// The driver's message with what its `Display` leaves out: the code, and the constraint
+/// and table when the database names them.
+fn describe(d: &dyn sqlx::error::DatabaseError) -> String {
+    let mut out = format!("error returned from database: {d}");
+    if let Some(code) = d.code() {
+        out.push_str(&format!(" (code {code}"));
+        if let Some(constraint) = d.constraint() {
+            out.push_str(&format!(", constraint {constraint}"));
+        }
+        if let Some(table) = d.table() {
+            out.push_str(&format!(", table {table}"));
+        }
+        out.push(')');
+    }
+    out
 }
