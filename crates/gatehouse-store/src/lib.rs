@@ -1,9 +1,25 @@
-//! Gatehouse store adapters. One SQL implementation ([`sql`]) is generated for SQLite and
-//! for PostgreSQL; only connection set-up and a few dialect fragments differ.
+//! Gatehouse store adapters: the domain's store ports on SQLite and on PostgreSQL.
+//!
+//! - `sqlite.rs`, `postgres.rs`: each backend's connection set-up and its [`dialect`]
+//!   pieces (the one-trip login writes, the refresh rotation fast path: SQLite's
+//!   group-committing writer, PostgreSQL's single statement).
+//! - `sql/`: the SQL both backends share, one file per port (`accounts.rs`, `sessions.rs`,
+//!   …) plus the row mappers (`rows.rs`) and what the ports share (`common.rs`). These files
+//!   are not a module of their own: each backend includes them, so they are compiled once
+//!   per backend against its concrete driver; `dialect.rs` explains how.
+//! - `migrate.rs`: the embedded migrations, run through sqlx's migrator.
 
+mod dialect;
 mod migrate;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "both backends include the shared files of sql/, once each (see `dialect`)"
+)]
 mod postgres;
-mod sql;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "both backends include the shared files of sql/, once each (see `dialect`)"
+)]
 mod sqlite;
 
 pub use postgres::PgStore;

@@ -1,8 +1,13 @@
 //! SQLite: one writer connection (SQLite allows one writer; several writer connections only
 //! trade in "database is locked"), a pool of readers, WAL and a busy timeout.
 
+use crate::dialect::Dialect;
 use crate::{PoolOptions, map_err};
-use gatehouse_domain::ports::StoreError;
+use gatehouse_domain::Timestamp;
+use gatehouse_domain::model::{NewToken, Session};
+use gatehouse_domain::ports::{StoreError, StoreResult};
+use rows::{SESSION_COLS, session_row};
+use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -65,36 +70,30 @@ impl SqliteStore {
             rotations,
         })
     }
-
-    fn w(&self) -> &SqlitePool {
-        &self.write
-    }
-
-    fn r(&self) -> &SqlitePool {
-        &self.read
-    }
 }
 
-crate::sql::sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    "sqlite",
-    "group_concat(role, ',')"
-);
-
-/// A login's writes as one batch of statements (one hand-off to the writer's thread);
-/// parameters as in `commit_login`.
-const LOGIN_WRITES: &str = "\
-    INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
-      created_at, last_seen_at, expires_at, workspace_id, branch_id) \
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10); \
-    INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
-      VALUES ($11, $1, $12, 'ACTIVE', $7, $13); \
-    UPDATE account SET last_login_at = $7 WHERE id = $2; \
-    UPDATE credential SET last_used_at = $7 WHERE account_id = $2 AND type = 'PASSWORD'; \
-    INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
-      user_agent, request_id, details) \
-      VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+// The shared SQL (see `dialect`), compiled for this backend: each file sees `Adapter`.
+type Adapter = SqliteStore;
+#[path = "sql/accounts.rs"]
+mod accounts;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/common.rs"]
+mod common;
+#[path = "sql/credentials.rs"]
+mod credentials;
+#[path = "sql/keys.rs"]
+mod keys;
+#[path = "sql/mfa.rs"]
+mod mfa;
+#[path = "sql/rows.rs"]
+mod rows;
+#[path = "sql/sessions.rs"]
+mod sessions;
+#[path = "sql/settings.rs"]
+mod settings;
+#[path = "sql/tenancy.rs"]
+mod tenancy;
 
 /// A refresh rotation waiting for the writer.
 struct Rotate {
@@ -108,10 +107,37 @@ struct Rotate {
 /// Rotations committed together at most.
 const MAX_BATCH: usize = 32;
 
-impl SqliteStore {
-    /// Spends an ACTIVE, unexpired refresh token of an ACTIVE, unexpired session, stores
-    /// its successor and touches the session. `None`: nothing was changed.
-    ///
+impl Dialect for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    const NAME: &'static str = "sqlite";
+
+    const ROLES_AGG: &'static str = "group_concat(role, ',')";
+
+    /// A login's writes as one batch of statements (one hand-off to the writer's thread);
+    /// parameters as in `commit_login`.
+    const LOGIN_WRITES: &'static str = "\
+        INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
+          created_at, last_seen_at, expires_at, workspace_id, branch_id) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10); \
+        INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+          VALUES ($11, $1, $12, 'ACTIVE', $7, $13); \
+        UPDATE account SET last_login_at = $7 WHERE id = $2; \
+        UPDATE credential SET last_used_at = $7 WHERE account_id = $2 AND type = 'PASSWORD'; \
+        INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
+          user_agent, request_id, details) \
+          VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+    /// The single writer connection.
+    fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// The read-only pool.
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
     /// SQLite has one writer, and every statement through sqlx is a hand-off to the
     /// connection's thread, so rotations are group-committed: whatever queued while the
     /// previous batch ran goes into one transaction as one batch of statements.

@@ -1,0 +1,151 @@
+//! How rows become domain values: the column lists the queries select and one mapper per
+//! table. Time is BIGINT milliseconds (UTC); ids are UUIDs; JSON is stored as text.
+
+use super::Adapter;
+use super::common::DbRow;
+use crate::dialect::Dialect;
+use gatehouse_domain::Timestamp;
+use gatehouse_domain::model::{
+    Account, AccountStatus, AuditEvent, Branch, Role, Session, SessionStatus, Status,
+    TrustedDevice, Workspace,
+};
+use sqlx::Row as _;
+use std::sync::LazyLock;
+
+/// The account columns (alias `a`), its global roles joined by the dialect's aggregate into
+/// one comma-separated `roles` column. Built once.
+pub(super) fn account_cols() -> &'static str {
+    static COLS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "a.id, a.email, a.username, a.display_name, a.status, a.must_change_password, \
+             a.created_at, a.updated_at, a.last_login_at, \
+             (SELECT {} FROM account_role r WHERE r.account_id = a.id) AS roles",
+            Adapter::ROLES_AGG
+        )
+    });
+    &COLS
+}
+
+pub(super) const SESSION_COLS: &str = "s.id, s.account_id, s.status, s.auth_methods, s.ip, s.user_agent, \
+     s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.workspace_id, s.branch_id";
+pub(super) const AUDIT_COLS: &str = "id, at, actor_id, action, target_id, outcome, reason, ip, \
+     user_agent, request_id, details";
+
+pub(super) fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp::from_millis)
+}
+
+pub(super) fn account_row(row: &DbRow) -> Result<Account, sqlx::Error> {
+    let roles: Option<String> = row.try_get("roles")?;
+    let mut roles: Vec<String> = roles
+        .unwrap_or_default()
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    roles.sort();
+    Ok(Account {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        status: AccountStatus::from_db(&row.try_get::<String, _>("status")?),
+        must_change_password: row.try_get("must_change_password")?,
+        roles,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        last_login_at: ts(row.try_get("last_login_at")?),
+    })
+}
+
+pub(super) fn session_row(row: &DbRow) -> Result<Session, sqlx::Error> {
+    let methods: String = row.try_get("auth_methods")?;
+    Ok(Session {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        status: SessionStatus::from_db(&row.try_get::<String, _>("status")?),
+        auth_methods: serde_json::from_str(&methods).unwrap_or_default(),
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        last_seen_at: Timestamp::from_millis(row.try_get("last_seen_at")?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+        revoked_at: ts(row.try_get("revoked_at")?),
+        workspace_id: row.try_get("workspace_id")?,
+        branch_id: row.try_get("branch_id")?,
+    })
+}
+
+pub(super) fn audit_row(row: &DbRow) -> Result<AuditEvent, sqlx::Error> {
+    let details: String = row.try_get("details")?;
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        at: Timestamp::from_millis(row.try_get("at")?),
+        actor_id: row.try_get("actor_id")?,
+        action: row.try_get("action")?,
+        target_id: row.try_get("target_id")?,
+        outcome: row.try_get("outcome")?,
+        reason: row.try_get("reason")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        request_id: row.try_get("request_id")?,
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+pub(super) fn device_row(row: &DbRow) -> Result<TrustedDevice, sqlx::Error> {
+    Ok(TrustedDevice {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        last_used_at: Timestamp::from_millis(row.try_get("last_used_at")?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+    })
+}
+
+pub(super) const WORKSPACE_COLS: &str =
+    "w.id, w.slug, w.name, w.status, w.created_at, w.updated_at";
+pub(super) const BRANCH_COLS: &str =
+    "b.id, b.workspace_id, b.code, b.name, b.status, b.created_at, b.updated_at";
+pub(super) const MEMBER_COLS: &str =
+    "m.id, m.account_id, m.workspace_id, m.status, m.created_at, m.updated_at";
+pub(super) const ROLE_COLS: &str =
+    "r.id, r.workspace_id, r.code, r.permissions, r.created_at, r.updated_at";
+
+pub(super) fn workspace_row(row: &DbRow) -> Result<Workspace, sqlx::Error> {
+    Ok(Workspace {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        status: Status::from_db(&row.try_get::<String, _>("status")?),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+pub(super) fn branch_row(row: &DbRow) -> Result<Branch, sqlx::Error> {
+    Ok(Branch {
+        id: row.try_get("id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        status: Status::from_db(&row.try_get::<String, _>("status")?),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+pub(super) fn role_row(row: &DbRow) -> Result<Role, sqlx::Error> {
+    let permissions: String = row.try_get("permissions")?;
+    Ok(Role {
+        id: row.try_get("id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        code: row.try_get("code")?,
+        // Unreadable permissions grant nothing (fail closed).
+        permissions: serde_json::from_str(&permissions).unwrap_or_default(),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
