@@ -10,6 +10,29 @@ use rows::{SESSION_COLS, session_row};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+// The shared SQL (see `dialect`), compiled for this backend: each file sees `Adapter`.
+type Adapter = PgStore;
+#[path = "sql/accounts.rs"]
+mod accounts;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/common.rs"]
+mod common;
+#[path = "sql/credentials.rs"]
+mod credentials;
+#[path = "sql/keys.rs"]
+mod keys;
+#[path = "sql/mfa.rs"]
+mod mfa;
+#[path = "sql/rows.rs"]
+mod rows;
+#[path = "sql/sessions.rs"]
+mod sessions;
+#[path = "sql/settings.rs"]
+mod settings;
+#[path = "sql/tenancy.rs"]
+mod tenancy;
+
 /// The scale-out store.
 #[derive(Clone)]
 pub struct PgStore {
@@ -36,29 +59,6 @@ impl PgStore {
         Ok(Self { pool })
     }
 }
-
-// The shared SQL (see `dialect`), compiled for this backend: each file sees `Adapter`.
-type Adapter = PgStore;
-#[path = "sql/accounts.rs"]
-mod accounts;
-#[path = "sql/audit.rs"]
-mod audit;
-#[path = "sql/common.rs"]
-mod common;
-#[path = "sql/credentials.rs"]
-mod credentials;
-#[path = "sql/keys.rs"]
-mod keys;
-#[path = "sql/mfa.rs"]
-mod mfa;
-#[path = "sql/rows.rs"]
-mod rows;
-#[path = "sql/sessions.rs"]
-mod sessions;
-#[path = "sql/settings.rs"]
-mod settings;
-#[path = "sql/tenancy.rs"]
-mod tenancy;
 
 /// Spends an ACTIVE, unexpired refresh token of an ACTIVE, unexpired session, stores its
 /// successor and touches the session, in one statement (writable CTEs): one round trip,

@@ -1,5 +1,6 @@
 //! SQLite: one writer connection (SQLite allows one writer; several writer connections only
-//! trade in "database is locked"), a pool of readers, WAL and a busy timeout.
+//! trade in "database is locked"), a pool of readers, WAL and a busy timeout; the dialect
+//! pieces, among them the rotation batcher that group-commits refresh rotations.
 
 use crate::dialect::Dialect;
 use crate::{PoolOptions, map_err};
@@ -14,6 +15,29 @@ use sqlx::sqlite::{
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+// The shared SQL (see `dialect`), compiled for this backend: each file sees `Adapter`.
+type Adapter = SqliteStore;
+#[path = "sql/accounts.rs"]
+mod accounts;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/common.rs"]
+mod common;
+#[path = "sql/credentials.rs"]
+mod credentials;
+#[path = "sql/keys.rs"]
+mod keys;
+#[path = "sql/mfa.rs"]
+mod mfa;
+#[path = "sql/rows.rs"]
+mod rows;
+#[path = "sql/sessions.rs"]
+mod sessions;
+#[path = "sql/settings.rs"]
+mod settings;
+#[path = "sql/tenancy.rs"]
+mod tenancy;
 
 /// The embedded store.
 #[derive(Clone)]
@@ -72,41 +96,6 @@ impl SqliteStore {
     }
 }
 
-// The shared SQL (see `dialect`), compiled for this backend: each file sees `Adapter`.
-type Adapter = SqliteStore;
-#[path = "sql/accounts.rs"]
-mod accounts;
-#[path = "sql/audit.rs"]
-mod audit;
-#[path = "sql/common.rs"]
-mod common;
-#[path = "sql/credentials.rs"]
-mod credentials;
-#[path = "sql/keys.rs"]
-mod keys;
-#[path = "sql/mfa.rs"]
-mod mfa;
-#[path = "sql/rows.rs"]
-mod rows;
-#[path = "sql/sessions.rs"]
-mod sessions;
-#[path = "sql/settings.rs"]
-mod settings;
-#[path = "sql/tenancy.rs"]
-mod tenancy;
-
-/// A refresh rotation waiting for the writer.
-struct Rotate {
-    now: i64,
-    old_hash: Vec<u8>,
-    new_hash: Vec<u8>,
-    new_expires: i64,
-    reply: oneshot::Sender<StoreResult<Option<Session>>>,
-}
-
-/// Rotations committed together at most.
-const MAX_BATCH: usize = 32;
-
 impl Dialect for SqliteStore {
     type Db = sqlx::Sqlite;
 
@@ -160,6 +149,18 @@ impl Dialect for SqliteStore {
         answer.await.map_err(|_| stopped())?
     }
 }
+
+/// A refresh rotation waiting for the writer.
+struct Rotate {
+    now: i64,
+    old_hash: Vec<u8>,
+    new_hash: Vec<u8>,
+    new_expires: i64,
+    reply: oneshot::Sender<StoreResult<Option<Session>>>,
+}
+
+/// Rotations committed together at most.
+const MAX_BATCH: usize = 32;
 
 /// Runs queued rotations in batches until the store is dropped.
 async fn rotation_batcher(write: SqlitePool, mut queue: mpsc::Receiver<Rotate>) {

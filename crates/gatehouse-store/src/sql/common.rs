@@ -14,13 +14,16 @@ use uuid::Uuid;
 
 /// The driver this copy of the shared SQL is compiled for.
 pub(super) type Db = <Adapter as Dialect>::Db;
+/// A row of that driver.
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
+/// A transaction on that driver.
 pub(super) type Tx<'a> = sqlx::Transaction<'a, Db>;
 
 /// The nil id: stands for "none" in `id <> $n` and `id = $n` filters (no session to keep,
 /// no workspace, no branch), where a NULL would make the comparison NULL.
 pub(super) const NIL_ID: Uuid = Uuid::nil();
 
+/// Writes the audit row of a change inside the change's own transaction.
 pub(super) async fn insert_audit(tx: &mut Tx<'_>, e: &AuditEvent) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \

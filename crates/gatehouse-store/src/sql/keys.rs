@@ -2,14 +2,13 @@
 
 use super::Adapter;
 use super::common::Tx;
-use super::rows::ts;
+use super::rows::signing_key_row;
 use crate::dialect::Dialect;
 use crate::map_err;
 use async_trait::async_trait;
 use gatehouse_domain::Timestamp;
 use gatehouse_domain::model::SigningKey;
 use gatehouse_domain::ports::{KeyStore, StoreResult};
-use sqlx::Row as _;
 
 #[async_trait]
 impl KeyStore for Adapter {
@@ -22,17 +21,8 @@ impl KeyStore for Adapter {
         .await
         .map_err(map_err)?;
         rows.iter()
-            .map(|r| {
-                Ok(SigningKey {
-                    kid: r.try_get("kid")?,
-                    alg: r.try_get("alg")?,
-                    private_key: r.try_get("private_key")?,
-                    public_key: r.try_get("public_key")?,
-                    created_at: Timestamp::from_millis(r.try_get("created_at")?),
-                    retired_at: ts(r.try_get("retired_at")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
+            .map(signing_key_row)
+            .collect::<Result<_, _>>()
             .map_err(map_err)
     }
 

@@ -3,14 +3,13 @@
 
 use super::Adapter;
 use super::common::{Tx, insert_audit};
-use super::rows::device_row;
+use super::rows::{device_row, totp_row};
 use crate::dialect::Dialect;
 use crate::map_err;
 use async_trait::async_trait;
 use gatehouse_domain::model::{AuditEvent, TotpCredential, TrustedDevice};
 use gatehouse_domain::ports::{MfaStore, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
-use sqlx::Row as _;
 
 async fn insert_recovery_codes(
     tx: &mut Tx<'_>,
@@ -48,18 +47,7 @@ impl MfaStore for Adapter {
         .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
-        row.map(|r| {
-            Ok(TotpCredential {
-                id: r.try_get("id")?,
-                account_id: r.try_get("account_id")?,
-                secret: r.try_get("secret")?,
-                active: r.try_get::<String, _>("status")? == "ACTIVE",
-                last_used_step: r.try_get("last_used_step")?,
-                created_at: Timestamp::from_millis(r.try_get("created_at")?),
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| map_err(e))
+        row.as_ref().map(totp_row).transpose().map_err(map_err)
     }
 
     async fn put_pending_totp(

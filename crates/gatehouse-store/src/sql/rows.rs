@@ -6,11 +6,12 @@ use super::common::DbRow;
 use crate::dialect::Dialect;
 use gatehouse_domain::Timestamp;
 use gatehouse_domain::model::{
-    Account, AccountStatus, AuditEvent, Branch, Role, Session, SessionStatus, Status,
-    TrustedDevice, Workspace,
+    Account, AccountStatus, AuditEvent, Branch, Membership, Role, Session, SessionStatus,
+    SigningKey, Status, TotpCredential, TrustedDevice, Workspace,
 };
 use sqlx::Row as _;
 use std::sync::LazyLock;
+use uuid::Uuid;
 
 /// The account columns (alias `a`), its global roles joined by the dialect's aggregate into
 /// one comma-separated `roles` column. Built once.
@@ -147,5 +148,62 @@ pub(super) fn role_row(row: &DbRow) -> Result<Role, sqlx::Error> {
         permissions: serde_json::from_str(&permissions).unwrap_or_default(),
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+pub(super) fn signing_key_row(r: &DbRow) -> Result<SigningKey, sqlx::Error> {
+    Ok(SigningKey {
+        kid: r.try_get("kid")?,
+        alg: r.try_get("alg")?,
+        private_key: r.try_get("private_key")?,
+        public_key: r.try_get("public_key")?,
+        created_at: Timestamp::from_millis(r.try_get("created_at")?),
+        retired_at: ts(r.try_get("retired_at")?),
+    })
+}
+
+/// The `credential` row of a TOTP secret; pending until confirmed.
+pub(super) fn totp_row(r: &DbRow) -> Result<TotpCredential, sqlx::Error> {
+    Ok(TotpCredential {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        secret: r.try_get("secret")?,
+        active: r.try_get::<String, _>("status")? == "ACTIVE",
+        last_used_step: r.try_get("last_used_step")?,
+        created_at: Timestamp::from_millis(r.try_get("created_at")?),
+    })
+}
+
+/// A row of `memberships`' join: the member, its workspace and, if any, one branch
+/// membership (columns prefixed `w_`, `b_`, `bm_`).
+pub(super) fn membership_row(r: &DbRow) -> Result<Membership, sqlx::Error> {
+    let workspace = Workspace {
+        id: r.try_get("w_id")?,
+        slug: r.try_get("w_slug")?,
+        name: r.try_get("w_name")?,
+        status: Status::from_db(&r.try_get::<String, _>("w_status")?),
+        created_at: Timestamp::from_millis(r.try_get("w_created_at")?),
+        updated_at: Timestamp::from_millis(r.try_get("w_updated_at")?),
+    };
+    let branch = match r.try_get::<Option<Uuid>, _>("b_id")? {
+        Some(id) => Some((
+            Branch {
+                id,
+                workspace_id: workspace.id,
+                code: r.try_get("b_code")?,
+                name: r.try_get("b_name")?,
+                status: Status::from_db(&r.try_get::<String, _>("b_status")?),
+                created_at: Timestamp::from_millis(r.try_get("b_created_at")?),
+                updated_at: Timestamp::from_millis(r.try_get("b_updated_at")?),
+            },
+            Status::from_db(&r.try_get::<String, _>("bm_status")?),
+        )),
+        None => None,
+    };
+    Ok(Membership {
+        member_id: r.try_get("member_id")?,
+        member_status: Status::from_db(&r.try_get::<String, _>("member_status")?),
+        workspace,
+        branch,
     })
 }

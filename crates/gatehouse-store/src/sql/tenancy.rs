@@ -4,7 +4,8 @@
 use super::Adapter;
 use super::common::{Db, DbRow, NIL_ID, Tx, insert_audit};
 use super::rows::{
-    BRANCH_COLS, MEMBER_COLS, ROLE_COLS, WORKSPACE_COLS, branch_row, role_row, workspace_row,
+    BRANCH_COLS, MEMBER_COLS, ROLE_COLS, WORKSPACE_COLS, branch_row, membership_row, role_row,
+    workspace_row,
 };
 use crate::dialect::Dialect;
 use crate::map_err;
@@ -537,39 +538,8 @@ impl TenancyStore for Adapter {
         .fetch_all(self.reader())
         .await
         .map_err(map_err)?;
-        let read = |r: &DbRow| -> Result<Membership, sqlx::Error> {
-            let workspace = Workspace {
-                id: r.try_get("w_id")?,
-                slug: r.try_get("w_slug")?,
-                name: r.try_get("w_name")?,
-                status: Status::from_db(&r.try_get::<String, _>("w_status")?),
-                created_at: Timestamp::from_millis(r.try_get("w_created_at")?),
-                updated_at: Timestamp::from_millis(r.try_get("w_updated_at")?),
-            };
-            let branch = match r.try_get::<Option<Uuid>, _>("b_id")? {
-                Some(id) => Some((
-                    Branch {
-                        id,
-                        workspace_id: workspace.id,
-                        code: r.try_get("b_code")?,
-                        name: r.try_get("b_name")?,
-                        status: Status::from_db(&r.try_get::<String, _>("b_status")?),
-                        created_at: Timestamp::from_millis(r.try_get("b_created_at")?),
-                        updated_at: Timestamp::from_millis(r.try_get("b_updated_at")?),
-                    },
-                    Status::from_db(&r.try_get::<String, _>("bm_status")?),
-                )),
-                None => None,
-            };
-            Ok(Membership {
-                member_id: r.try_get("member_id")?,
-                member_status: Status::from_db(&r.try_get::<String, _>("member_status")?),
-                workspace,
-                branch,
-            })
-        };
         rows.iter()
-            .map(read)
+            .map(membership_row)
             .collect::<Result<_, _>>()
             .map_err(map_err)
     }
