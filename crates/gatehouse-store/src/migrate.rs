@@ -223,3 +223,92 @@ fn migrate_err(e: MigrateError) -> StoreError {
         other => StoreError::Other(format!("migrations: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The PostgreSQL lock on the error path, seen from the migration's own session: the
+    //! store's start closes that session anyway, which would hide a missing unlock from a
+    //! test that only looks after the start.
+
+    use super::*;
+
+    /// The test server, or `None` outside CI without one.
+    fn admin_url() -> Option<String> {
+        match std::env::var("GATEHOUSE_TEST_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but GATEHOUSE_TEST_DATABASE_URL is not set")
+            }
+            _ => None,
+        }
+    }
+
+    async fn admin_sql(admin: &str, sql: String) {
+        let mut conn = PgConnection::connect(admin).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    async fn advisory_locks_held(conn: &mut PgConnection) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        )
+        .fetch_one(conn)
+        .await
+        .unwrap()
+    }
+
+    /// Migrates, has migration 1 "changed", migrates again on the same session.
+    async fn refused_on_one_session(url: String) {
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        postgres(&mut conn).await.unwrap();
+        assert_eq!(advisory_locks_held(&mut conn).await, 0);
+
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
+            .bind(vec![0_u8; 48])
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let refused = postgres(&mut conn).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Other(m)) if m.contains("migration 1")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            advisory_locks_held(&mut conn).await,
+            0,
+            "the session whose migration failed still holds the migration lock"
+        );
+        conn.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_postgres_migration_releases_the_lock_it_took() {
+        let Some(admin) = admin_url() else {
+            return;
+        };
+        let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
+        admin_sql(&admin, format!("CREATE DATABASE {name}")).await;
+        // The admin URL with its database name replaced (query string kept).
+        let (head, query) = admin
+            .split_once('?')
+            .map_or((admin.as_str(), String::new()), |(h, q)| {
+                (h, format!("?{q}"))
+            });
+        let root = head.rsplit_once('/').map_or(head, |(root, _)| root);
+        let url = format!("{root}/{name}{query}");
+        // Run in a task so that a failed assertion still drops the database below.
+        let outcome = tokio::spawn(refused_on_one_session(url)).await;
+        admin_sql(
+            &admin,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
