@@ -10,6 +10,7 @@ use gatehouse_domain::model::{Account, AccountStatus, AuditEvent, Page, Paged};
 use gatehouse_domain::ports::{AccountStore, NewAccount, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
 
+/// The account matching `clause` (on alias `a`, its value bound as `$1`), if any.
 async fn account_where(
     pool: &sqlx::Pool<Db>,
     clause: &str,

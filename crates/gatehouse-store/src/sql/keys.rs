@@ -66,6 +66,7 @@ impl KeyStore for Adapter {
     }
 }
 
+/// Inserts `key` as a live (unretired) signing key.
 async fn insert_key(tx: &mut Tx<'_>, key: &SigningKey) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO signing_key (kid, alg, private_key, public_key, created_at) VALUES ($1, $2, $3, $4, $5)",

@@ -11,6 +11,7 @@ use gatehouse_domain::model::{AuditEvent, TotpCredential, TrustedDevice};
 use gatehouse_domain::ports::{MfaStore, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
 
+/// Replaces the account's recovery codes (all of them, used or not) by `hashes`.
 async fn insert_recovery_codes(
     tx: &mut Tx<'_>,
     account_id: Id,

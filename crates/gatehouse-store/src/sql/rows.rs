@@ -27,15 +27,19 @@ pub(super) fn account_cols() -> &'static str {
     &COLS
 }
 
+/// The session columns (alias `s`).
 pub(super) const SESSION_COLS: &str = "s.id, s.account_id, s.status, s.auth_methods, s.ip, s.user_agent, \
      s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.workspace_id, s.branch_id";
+/// The audit event columns.
 pub(super) const AUDIT_COLS: &str = "id, at, actor_id, action, target_id, outcome, reason, ip, \
      user_agent, request_id, details";
 
+/// An optional timestamp column.
 pub(super) fn ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp::from_millis)
 }
 
+/// An account selected with [`account_cols`]; roles sorted.
 pub(super) fn account_row(row: &DbRow) -> Result<Account, sqlx::Error> {
     let roles: Option<String> = row.try_get("roles")?;
     let mut roles: Vec<String> = roles
@@ -59,6 +63,7 @@ pub(super) fn account_row(row: &DbRow) -> Result<Account, sqlx::Error> {
     })
 }
 
+/// A session selected with [`SESSION_COLS`]; unreadable auth methods read as none.
 pub(super) fn session_row(row: &DbRow) -> Result<Session, sqlx::Error> {
     let methods: String = row.try_get("auth_methods")?;
     Ok(Session {
@@ -77,6 +82,7 @@ pub(super) fn session_row(row: &DbRow) -> Result<Session, sqlx::Error> {
     })
 }
 
+/// An audit event selected with [`AUDIT_COLS`]; unreadable details read as `null`.
 pub(super) fn audit_row(row: &DbRow) -> Result<AuditEvent, sqlx::Error> {
     let details: String = row.try_get("details")?;
     Ok(AuditEvent {
@@ -94,6 +100,7 @@ pub(super) fn audit_row(row: &DbRow) -> Result<AuditEvent, sqlx::Error> {
     })
 }
 
+/// A trusted device (its token hash is never read back).
 pub(super) fn device_row(row: &DbRow) -> Result<TrustedDevice, sqlx::Error> {
     Ok(TrustedDevice {
         id: row.try_get("id")?,
@@ -106,15 +113,20 @@ pub(super) fn device_row(row: &DbRow) -> Result<TrustedDevice, sqlx::Error> {
     })
 }
 
+/// The workspace columns (alias `w`).
 pub(super) const WORKSPACE_COLS: &str =
     "w.id, w.slug, w.name, w.status, w.created_at, w.updated_at";
+/// The branch columns (alias `b`).
 pub(super) const BRANCH_COLS: &str =
     "b.id, b.workspace_id, b.code, b.name, b.status, b.created_at, b.updated_at";
+/// The member columns (alias `m`); `member_full` adds branches and roles.
 pub(super) const MEMBER_COLS: &str =
     "m.id, m.account_id, m.workspace_id, m.status, m.created_at, m.updated_at";
+/// The role columns (alias `r`).
 pub(super) const ROLE_COLS: &str =
     "r.id, r.workspace_id, r.code, r.permissions, r.created_at, r.updated_at";
 
+/// A workspace selected with [`WORKSPACE_COLS`].
 pub(super) fn workspace_row(row: &DbRow) -> Result<Workspace, sqlx::Error> {
     Ok(Workspace {
         id: row.try_get("id")?,
@@ -126,6 +138,7 @@ pub(super) fn workspace_row(row: &DbRow) -> Result<Workspace, sqlx::Error> {
     })
 }
 
+/// A branch selected with [`BRANCH_COLS`].
 pub(super) fn branch_row(row: &DbRow) -> Result<Branch, sqlx::Error> {
     Ok(Branch {
         id: row.try_get("id")?,
@@ -138,6 +151,7 @@ pub(super) fn branch_row(row: &DbRow) -> Result<Branch, sqlx::Error> {
     })
 }
 
+/// A role selected with [`ROLE_COLS`].
 pub(super) fn role_row(row: &DbRow) -> Result<Role, sqlx::Error> {
     let permissions: String = row.try_get("permissions")?;
     Ok(Role {
@@ -151,6 +165,7 @@ pub(super) fn role_row(row: &DbRow) -> Result<Role, sqlx::Error> {
     })
 }
 
+/// A signing key, private part included.
 pub(super) fn signing_key_row(r: &DbRow) -> Result<SigningKey, sqlx::Error> {
     Ok(SigningKey {
         kid: r.try_get("kid")?,

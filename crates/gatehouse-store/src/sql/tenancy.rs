@@ -50,6 +50,8 @@ where
     })
 }
 
+/// The member matching `clause` (on alias `m`, values bound as `$1` and, if given, `$2`),
+/// completed by [`member_full`].
 async fn member_where(
     pool: &sqlx::Pool<Db>,
     clause: &str,
