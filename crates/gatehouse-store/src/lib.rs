@@ -143,3 +143,59 @@ fn describe(d: &dyn sqlx::error::DatabaseError) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! `map_err` on real SQLite errors.
+
+    use super::*;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
+    use sqlx::{Connection as _, Executor as _};
+    use std::str::FromStr as _;
+
+    async fn open(path: &std::path::Path) -> SqliteConnection {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite:{}", path.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::ZERO);
+        SqliteConnection::connect_with(&options).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_errors_keep_their_class_and_code() {
+        let dir = std::env::temp_dir().join(format!("gh_map_err_{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let mut a = open(&path).await;
+        let mut b = open(&path).await;
+        a.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .await
+            .unwrap();
+
+        let unique = a.execute("INSERT INTO t VALUES (1, 'x'), (1, 'y')").await;
+        assert!(matches!(map_err(unique.unwrap_err()), StoreError::Conflict));
+
+        // SQLITE_CONSTRAINT_NOTNULL, an extended code: the code is in the message.
+        let not_null = a.execute("INSERT INTO t VALUES (2, NULL)").await;
+        match map_err(not_null.unwrap_err()) {
+            StoreError::Other(m) => assert!(m.contains("(code 1299"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        // SQLITE_BUSY_SNAPSHOT (517): `b` read a snapshot that `a` has since written past,
+        // so `b` cannot write in that transaction. Transient: try again later.
+        b.execute("BEGIN").await.unwrap();
+        b.execute("SELECT COUNT(*) FROM t").await.unwrap();
+        a.execute("INSERT INTO t VALUES (3, 'z')").await.unwrap();
+        let busy = b.execute("INSERT INTO t VALUES (4, 'w')").await;
+        match map_err(busy.unwrap_err()) {
+            StoreError::Unavailable(m) => assert!(m.contains("(code 517"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        b.close().await.unwrap();
+        a.close().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
