@@ -1,14 +1,43 @@
 //! SQLite: one writer connection (SQLite allows one writer; several writer connections only
-//! trade in "database is locked"), a pool of readers, WAL and a busy timeout.
+//! trade in "database is locked"), a pool of readers, WAL and a busy timeout; the dialect
+//! pieces, among them the rotation batcher that group-commits refresh rotations.
 
+use crate::dialect::Dialect;
 use crate::{PoolOptions, map_err};
-use gatehouse_domain::ports::StoreError;
+use gatehouse_domain::Timestamp;
+use gatehouse_domain::model::{NewToken, Session};
+use gatehouse_domain::ports::{StoreError, StoreResult};
+use rows::{SESSION_COLS, session_row};
+use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+// The shared SQL (see `dialect`), compiled for this backend: each file sees `Adapter`.
+type Adapter = SqliteStore;
+#[path = "sql/accounts.rs"]
+mod accounts;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/common.rs"]
+mod common;
+#[path = "sql/credentials.rs"]
+mod credentials;
+#[path = "sql/keys.rs"]
+mod keys;
+#[path = "sql/mfa.rs"]
+mod mfa;
+#[path = "sql/rows.rs"]
+mod rows;
+#[path = "sql/sessions.rs"]
+mod sessions;
+#[path = "sql/settings.rs"]
+mod settings;
+#[path = "sql/tenancy.rs"]
+mod tenancy;
 
 /// The embedded store.
 #[derive(Clone)]
@@ -49,7 +78,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         {
             let mut conn = write.acquire().await.map_err(map_err)?;
-            crate::migrate::apply!(conn, crate::migrate::SQLITE)?;
+            crate::migrate::sqlite(&mut conn).await?;
         }
         let read = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.clamp(1, 8))
@@ -65,53 +94,39 @@ impl SqliteStore {
             rotations,
         })
     }
+}
 
-    fn w(&self) -> &SqlitePool {
+impl Dialect for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    const NAME: &'static str = "sqlite";
+
+    const ROLES_AGG: &'static str = "group_concat(role, ',')";
+
+    /// A login's writes as one batch of statements (one hand-off to the writer's thread);
+    /// parameters as in `commit_login`.
+    const LOGIN_WRITES: &'static str = "\
+        INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
+          created_at, last_seen_at, expires_at, workspace_id, branch_id) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10); \
+        INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
+          VALUES ($11, $1, $12, 'ACTIVE', $7, $13); \
+        UPDATE account SET last_login_at = $7 WHERE id = $2; \
+        UPDATE credential SET last_used_at = $7 WHERE account_id = $2 AND type = 'PASSWORD'; \
+        INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
+          user_agent, request_id, details) \
+          VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+    /// The single writer connection.
+    fn writer(&self) -> &SqlitePool {
         &self.write
     }
 
-    fn r(&self) -> &SqlitePool {
+    /// The read-only pool.
+    fn reader(&self) -> &SqlitePool {
         &self.read
     }
-}
 
-crate::sql::sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    "sqlite",
-    "group_concat(role, ',')"
-);
-
-/// A login's writes as one batch of statements (one hand-off to the writer's thread);
-/// parameters as in `commit_login`.
-const LOGIN_WRITES: &str = "\
-    INSERT INTO auth_session (id, account_id, status, auth_methods, ip, user_agent, \
-      created_at, last_seen_at, expires_at, workspace_id, branch_id) \
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10); \
-    INSERT INTO session_token (hash, session_id, kind, status, created_at, expires_at) \
-      VALUES ($11, $1, $12, 'ACTIVE', $7, $13); \
-    UPDATE account SET last_login_at = $7 WHERE id = $2; \
-    UPDATE credential SET last_used_at = $7 WHERE account_id = $2 AND type = 'PASSWORD'; \
-    INSERT INTO audit_event (id, at, actor_id, action, target_id, outcome, reason, ip, \
-      user_agent, request_id, details) \
-      VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
-
-/// A refresh rotation waiting for the writer.
-struct Rotate {
-    now: i64,
-    old_hash: Vec<u8>,
-    new_hash: Vec<u8>,
-    new_expires: i64,
-    reply: oneshot::Sender<StoreResult<Option<Session>>>,
-}
-
-/// Rotations committed together at most.
-const MAX_BATCH: usize = 32;
-
-impl SqliteStore {
-    /// Spends an ACTIVE, unexpired refresh token of an ACTIVE, unexpired session, stores
-    /// its successor and touches the session. `None`: nothing was changed.
-    ///
     /// SQLite has one writer, and every statement through sqlx is a hand-off to the
     /// connection's thread, so rotations are group-committed: whatever queued while the
     /// previous batch ran goes into one transaction as one batch of statements.
@@ -134,6 +149,18 @@ impl SqliteStore {
         answer.await.map_err(|_| stopped())?
     }
 }
+
+/// A refresh rotation waiting for the writer.
+struct Rotate {
+    now: i64,
+    old_hash: Vec<u8>,
+    new_hash: Vec<u8>,
+    new_expires: i64,
+    reply: oneshot::Sender<StoreResult<Option<Session>>>,
+}
+
+/// Rotations committed together at most.
+const MAX_BATCH: usize = 32;
 
 /// Runs queued rotations in batches until the store is dropped.
 async fn rotation_batcher(write: SqlitePool, mut queue: mpsc::Receiver<Rotate>) {

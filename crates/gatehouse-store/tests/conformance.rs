@@ -3,6 +3,8 @@
 //! against every adapter: SQLite always, PostgreSQL when `GATEHOUSE_TEST_DATABASE_URL` is
 //! set (mandatory under `CI=true`). Every test gets its own database and removes it after.
 
+mod common;
+
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
     Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, NewMember,
@@ -13,29 +15,24 @@ use gatehouse_domain::ports::{NewAccount, Store, StoreError};
 use gatehouse_domain::{Id, Timestamp};
 use gatehouse_store::PoolOptions;
 use serde_json::json;
-use sqlx::Connection as _;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Barrier;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
-// Harness: one fresh database per test, removed afterwards even when the case panics.
+// Harness: one fresh database per test (see `common`), opened as a store.
 // ---------------------------------------------------------------------------------------
 
-/// Runs `case` against a fresh SQLite file under the temp dir.
+/// Runs `case` against a store on a fresh SQLite file.
 async fn on_sqlite<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let path = std::env::temp_dir().join(format!("gh_test_{}.db", Uuid::new_v4().simple()));
-    let url = format!("sqlite:{}", path.display());
-    // The case runs in its own task so that a panic comes back as a value and the cleanup
-    // below still runs.
-    let outcome = tokio::spawn(async move {
+    common::with_sqlite_url(|url| async move {
         let store = gatehouse_store::connect(&url, &PoolOptions::default())
             .await
             .expect("open the SQLite store");
@@ -43,30 +40,15 @@ where
         case(store).await;
     })
     .await;
-    for suffix in ["", "-wal", "-shm"] {
-        let file = format!("{}{suffix}", path.display());
-        if let Err(e) = std::fs::remove_file(&file)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            panic!("cannot remove {file}: {e}");
-        }
-    }
-    rethrow(outcome);
 }
 
-/// Runs `case` against a fresh PostgreSQL database `gh_test_<uuid>`, dropped afterwards.
+/// Runs `case` against a store on a fresh PostgreSQL database.
 async fn on_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(admin_url) = postgres_url() else {
-        return;
-    };
-    let name = format!("gh_test_{}", Uuid::new_v4().simple());
-    admin_sql(&admin_url, &format!("CREATE DATABASE {name}")).await;
-    let url = database_url(&admin_url, &name);
-    let outcome = tokio::spawn(async move {
+    common::with_postgres_url(|url| async move {
         let store = gatehouse_store::connect(&url, &PoolOptions::default())
             .await
             .expect("open the PostgreSQL store");
@@ -74,62 +56,6 @@ where
         case(store).await;
     })
     .await;
-    // FORCE ends the pool's connections, which the finished task may not have closed yet.
-    admin_sql(
-        &admin_url,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    )
-    .await;
-    rethrow(outcome);
-}
-
-/// The PostgreSQL server to test against; its absence fails the run under `CI=true`.
-fn postgres_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
-            "CI=true but GATEHOUSE_TEST_DATABASE_URL is not set: the PostgreSQL store \
-             conformance tests are mandatory in CI \
-             (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
-        ),
-        _ => None,
-    }
-}
-
-/// `base` with its database name replaced by `name` (query string kept).
-fn database_url(base: &str, name: &str) -> String {
-    let (head, query) = base
-        .split_once('?')
-        .map_or((base, None), |(h, q)| (h, Some(q)));
-    let authority = head.find("://").map_or(0, |i| i + 3);
-    let root = head[authority..]
-        .find('/')
-        .map_or(head, |i| &head[..authority + i]);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-async fn admin_sql(url: &str, sql: &str) {
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to GATEHOUSE_TEST_DATABASE_URL: {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    conn.close().await.ok();
-}
-
-/// Re-raises the case's panic (after cleanup) so the test fails with its message.
-fn rethrow(outcome: Result<(), JoinError>) {
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("test task did not finish: {e}"),
-        }
-    }
 }
 
 /// Generates `#[tokio::test]`s running each case on each backend.
@@ -298,6 +224,24 @@ conformance! {
     case_list_audit_pages_newest_first =>
         list_audit_pages_newest_first_sqlite,
         list_audit_pages_newest_first_postgres;
+    case_prune_audit_deletes_only_older_events =>
+        prune_audit_deletes_only_older_events_sqlite,
+        prune_audit_deletes_only_older_events_postgres;
+    case_session_by_refresh_token_finds_the_session_whatever_the_token_state =>
+        session_by_refresh_token_finds_the_session_whatever_the_token_state_sqlite,
+        session_by_refresh_token_finds_the_session_whatever_the_token_state_postgres;
+    case_workspaces_are_found_by_id_and_slug_listed_and_disabled =>
+        workspaces_are_found_by_id_and_slug_listed_and_disabled_sqlite,
+        workspaces_are_found_by_id_and_slug_listed_and_disabled_postgres;
+    case_branches_are_found_by_id_and_code_listed_and_disabled =>
+        branches_are_found_by_id_and_code_listed_and_disabled_sqlite,
+        branches_are_found_by_id_and_code_listed_and_disabled_postgres;
+    case_members_are_found_by_id_and_listed_per_workspace =>
+        members_are_found_by_id_and_listed_per_workspace_sqlite,
+        members_are_found_by_id_and_listed_per_workspace_postgres;
+    case_ping_answers_on_an_open_store =>
+        ping_answers_on_an_open_store_sqlite,
+        ping_answers_on_an_open_store_postgres;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1519,6 +1463,56 @@ async fn case_count_sessions_counts_every_session(store: Arc<dyn Store>) {
     assert_eq!(store.count_sessions().await.unwrap(), 3);
 }
 
+async fn case_session_by_refresh_token_finds_the_session_whatever_the_token_state(
+    store: Arc<dyn Store>,
+) {
+    let ann = seed(&*store, "ann").await;
+    let (s, first) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (_, web) = login(&*store, ann.id, TokenKind::Web, at(0)).await;
+
+    let found = store.session_by_refresh_token(&first).await.unwrap();
+    assert_eq!(found, Some(s.clone()));
+    assert_eq!(
+        store.session_by_refresh_token(&web).await.unwrap(),
+        None,
+        "a web token is not a refresh token"
+    );
+    assert_eq!(
+        store.session_by_refresh_token(&token_hash()).await.unwrap(),
+        None
+    );
+
+    let next = fresh_token(at(MINUTE));
+    let rotated = store
+        .rotate_refresh(&first, &next, policy(at(MINUTE)))
+        .await
+        .unwrap();
+    assert!(matches!(rotated, Rotation::Rotated(_)), "{rotated:?}");
+    let by_spent = store.session_by_refresh_token(&first).await.unwrap();
+    let by_next = store.session_by_refresh_token(&next.hash).await.unwrap();
+    assert_eq!(by_spent.as_ref().map(|x| x.id), Some(s.id), "spent token");
+    assert_eq!(by_next.map(|x| x.id), Some(s.id));
+
+    store
+        .revoke_session(s.id, at(2 * MINUTE), &audit("logout", at(2 * MINUTE)))
+        .await
+        .unwrap();
+    let revoked = store
+        .session_by_refresh_token(&next.hash)
+        .await
+        .unwrap()
+        .expect("a revoked session is still found");
+    assert_eq!(
+        (revoked.status, revoked.revoked_at),
+        (SessionStatus::Revoked, Some(at(2 * MINUTE)))
+    );
+    assert_eq!(
+        store.session_by_refresh_token(&first).await.unwrap(),
+        Some(revoked),
+        "reading changes nothing"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Signing keys
 // ---------------------------------------------------------------------------------------
@@ -1882,6 +1876,23 @@ async fn case_list_audit_pages_newest_first(store: Arc<dyn Store>) {
         pages,
         vec![vec![id(4), id(3)], vec![id(2), id(1)], vec![id(0)], vec![]]
     );
+}
+
+async fn case_prune_audit_deletes_only_older_events(store: Arc<dyn Store>) {
+    let events: Vec<AuditEvent> = (0..4)
+        .map(|i| event("login", "success", at(i * SECOND)))
+        .collect();
+    store.append_audit(&events).await.unwrap();
+    let id = |i: usize| events[i].id;
+
+    assert_eq!(store.prune_audit(at(2 * SECOND)).await.unwrap(), 2);
+    assert_eq!(
+        audit_items(&*store, &AuditFilter::default()).await,
+        (ids([id(2), id(3)]), 2),
+        "an event at the cut-off is kept"
+    );
+    assert_eq!(store.prune_audit(at(2 * SECOND)).await.unwrap(), 0);
+    assert_eq!(store.prune_audit(at(0)).await.unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2364,4 +2375,254 @@ async fn case_session_context_moves_the_session_and_rotates_refresh(store: Arc<d
             .unwrap(),
         "a revoked session cannot move"
     );
+}
+
+async fn actions(store: &dyn Store, action: &str) -> u64 {
+    let filter = AuditFilter {
+        action: Some(action.into()),
+        ..AuditFilter::default()
+    };
+    audit_items(store, &filter).await.1
+}
+
+async fn case_workspaces_are_found_by_id_and_slug_listed_and_disabled(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (beta, _) = tenant(store, "beta", &[]).await;
+    let (alpha, _) = tenant(store, "alpha", &[]).await;
+    let (gamma, _) = tenant(store, "gamma", &[]).await;
+
+    assert_eq!(
+        store.workspace_by_id(beta.id).await.unwrap(),
+        Some(beta.clone())
+    );
+    assert_eq!(
+        store.workspace_by_slug("alpha").await.unwrap(),
+        Some(alpha.clone())
+    );
+    assert_eq!(store.workspace_by_id(new_id()).await.unwrap(), None);
+    assert_eq!(store.workspace_by_slug("alp").await.unwrap(), None);
+    let taken = Workspace {
+        id: new_id(),
+        ..alpha.clone()
+    };
+    let again = store.create_workspace(&taken, &audit("ws", at(0))).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+
+    let first = store.list_workspaces(page(1, 2)).await.unwrap();
+    let second = store.list_workspaces(page(2, 2)).await.unwrap();
+    assert_eq!((first.total, second.total), (3, 3));
+    assert_eq!(first.items, vec![alpha.clone(), beta.clone()], "by slug");
+    assert_eq!(second.items, vec![gamma]);
+
+    let disabled = store
+        .set_workspace_status(
+            beta.id,
+            Status::Disabled,
+            at(MINUTE),
+            &audit("ws.disable", at(MINUTE)),
+        )
+        .await
+        .unwrap();
+    let expected = Workspace {
+        status: Status::Disabled,
+        updated_at: at(MINUTE),
+        ..beta.clone()
+    };
+    assert_eq!(disabled, Some(expected.clone()));
+    assert_eq!(
+        store.workspace_by_slug("beta").await.unwrap(),
+        Some(expected)
+    );
+    assert_eq!(
+        store.workspace_by_id(alpha.id).await.unwrap(),
+        Some(alpha),
+        "the others are untouched"
+    );
+    let missing = store
+        .set_workspace_status(
+            new_id(),
+            Status::Disabled,
+            at(MINUTE),
+            &audit("ws.disable", at(MINUTE)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(
+        actions(store, "ws.disable").await,
+        1,
+        "audited only when something changed"
+    );
+}
+
+async fn case_branches_are_found_by_id_and_code_listed_and_disabled(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (w, b) = tenant(store, "acme", &["south", "north", "mid"]).await;
+    let (other, ob) = tenant(store, "other", &["north"]).await;
+    let [south, north, mid] = [b[0].clone(), b[1].clone(), b[2].clone()];
+
+    assert_eq!(
+        store.branch_by_id(south.id).await.unwrap(),
+        Some(south.clone())
+    );
+    assert_eq!(store.branch_by_id(new_id()).await.unwrap(), None);
+    assert_eq!(
+        store.branch_by_code(w.id, "north").await.unwrap(),
+        Some(north.clone())
+    );
+    assert_eq!(
+        store.branch_by_code(other.id, "north").await.unwrap(),
+        Some(ob[0].clone()),
+        "codes are per workspace"
+    );
+    assert_eq!(store.branch_by_code(other.id, "mid").await.unwrap(), None);
+    let taken = Branch {
+        id: new_id(),
+        ..mid.clone()
+    };
+    let again = store.create_branch(&taken, &audit("branch", at(0))).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+
+    let first = store.list_branches(w.id, page(1, 2)).await.unwrap();
+    let second = store.list_branches(w.id, page(2, 2)).await.unwrap();
+    assert_eq!((first.total, second.total), (3, 3));
+    assert_eq!(first.items, vec![mid.clone(), north.clone()], "by code");
+    assert_eq!(second.items, vec![south.clone()]);
+    let empty = store.list_branches(new_id(), page(1, 10)).await.unwrap();
+    assert_eq!((empty.items.len(), empty.total), (0, 0));
+
+    let disabled = store
+        .set_branch_status(
+            north.id,
+            Status::Disabled,
+            at(MINUTE),
+            &audit("branch.disable", at(MINUTE)),
+        )
+        .await
+        .unwrap();
+    let expected = Branch {
+        status: Status::Disabled,
+        updated_at: at(MINUTE),
+        ..north.clone()
+    };
+    assert_eq!(disabled, Some(expected.clone()));
+    assert_eq!(
+        store.branch_by_code(w.id, "north").await.unwrap(),
+        Some(expected)
+    );
+    assert_eq!(
+        store.branch_by_id(ob[0].id).await.unwrap(),
+        Some(ob[0].clone()),
+        "the other workspace's branch is untouched"
+    );
+    let missing = store
+        .set_branch_status(
+            new_id(),
+            Status::Active,
+            at(MINUTE),
+            &audit("branch.disable", at(MINUTE)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(actions(store, "branch.disable").await, 1);
+}
+
+async fn case_members_are_found_by_id_and_listed_per_workspace(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (w, b) = tenant(store, "acme", &["south", "north"]).await;
+    let (other, _) = tenant(store, "other", &[]).await;
+    let user = store.role_for(Some(w.id), "user").await.unwrap().unwrap();
+    let admin = store.role_for(Some(w.id), "admin").await.unwrap().unwrap();
+    let mut members = Vec::new();
+    for (i, name) in ["ann", "bob", "cy"].into_iter().enumerate() {
+        let account = seed(store, name).await;
+        let created = at(i64::try_from(i).unwrap() * SECOND);
+        let m = Member {
+            id: new_id(),
+            account_id: account.id,
+            workspace_id: w.id,
+            status: Status::Active,
+            // Listed by branch code, whatever the order given.
+            branch_ids: if i == 0 {
+                vec![b[1].id, b[0].id]
+            } else {
+                Vec::new()
+            },
+            roles: Vec::new(),
+            created_at: created,
+            updated_at: created,
+        };
+        let role_ids = if i == 0 {
+            vec![user.id, admin.id]
+        } else {
+            vec![user.id]
+        };
+        let new = NewMember {
+            member: m.clone(),
+            role_ids,
+        };
+        store
+            .create_member(&new, &audit("m", created))
+            .await
+            .unwrap();
+        members.push(m);
+    }
+    let elsewhere = Member {
+        id: new_id(),
+        account_id: members[0].account_id,
+        workspace_id: other.id,
+        status: Status::Active,
+        branch_ids: Vec::new(),
+        roles: Vec::new(),
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    let new = NewMember {
+        member: elsewhere.clone(),
+        role_ids: Vec::new(),
+    };
+    store.create_member(&new, &audit("m", at(0))).await.unwrap();
+
+    let ann = Member {
+        branch_ids: vec![b[1].id, b[0].id],
+        roles: vec!["admin".into(), "user".into()],
+        ..members[0].clone()
+    };
+    let with_user = |m: &Member| Member {
+        roles: vec!["user".into()],
+        ..m.clone()
+    };
+    assert_eq!(
+        store.member_by_id(members[0].id).await.unwrap(),
+        Some(ann.clone())
+    );
+    assert_eq!(
+        store.member_by_id(elsewhere.id).await.unwrap(),
+        Some(elsewhere.clone())
+    );
+    assert_eq!(store.member_by_id(new_id()).await.unwrap(), None);
+
+    let first = store.list_members(w.id, page(1, 2)).await.unwrap();
+    let second = store.list_members(w.id, page(2, 2)).await.unwrap();
+    assert_eq!((first.total, second.total), (3, 3));
+    assert_eq!(
+        first.items,
+        vec![ann, with_user(&members[1])],
+        "oldest first, completed with branches and roles"
+    );
+    assert_eq!(second.items, vec![with_user(&members[2])]);
+    let theirs = store.list_members(other.id, page(1, 10)).await.unwrap();
+    assert_eq!((theirs.items, theirs.total), (vec![elsewhere], 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// The store handle
+// ---------------------------------------------------------------------------------------
+
+async fn case_ping_answers_on_an_open_store(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    // Still answers after writes went through the writer.
+    seed(&*store, "ann").await;
+    store.ping().await.unwrap();
 }
