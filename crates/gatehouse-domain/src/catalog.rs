@@ -99,6 +99,7 @@ catalog! {
     VALIDATION_ERROR = 400, "Some fields are invalid", "部分字段无效", "Một số trường không hợp lệ";
     MALFORMED_JSON = 400, "The request body is not valid JSON", "请求体不是有效的 JSON", "Nội dung yêu cầu không phải JSON hợp lệ";
     UNSUPPORTED_MEDIA_TYPE = 415, "Send the body as application/json", "请使用 application/json 发送请求体", "Hãy gửi nội dung dạng application/json";
+    REQUEST_TIMEOUT = 408, "The request body took too long to arrive", "请求体发送超时", "Nội dung yêu cầu đến quá chậm";
     PAYLOAD_TOO_LARGE = 413, "The request body is too large", "请求体过大", "Nội dung yêu cầu quá lớn";
     CSRF_MISSING = 403, "A CSRF token is required", "缺少 CSRF 令牌", "Thiếu mã CSRF";
     CSRF_INVALID = 403, "The CSRF token is invalid or expired", "CSRF 令牌无效或已过期", "Mã CSRF không hợp lệ hoặc đã hết hạn";

@@ -36,7 +36,8 @@ impl TrustedProxies {
         Ok(Self(out))
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    /// True when `ip` is one of the trusted proxies.
+    pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|(net, len)| match (net, ip) {
             (IpAddr::V4(n), IpAddr::V4(i)) => prefix_eq(&n.octets(), &i.octets(), *len),
             (IpAddr::V6(n), IpAddr::V6(i)) => prefix_eq(&n.octets(), &i.octets(), *len),

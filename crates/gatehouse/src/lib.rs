@@ -2,5 +2,6 @@
 //! integration tests start exactly what `gatehouse serve` starts.
 
 pub mod config;
+mod listener;
 pub mod server;
 pub mod telemetry;

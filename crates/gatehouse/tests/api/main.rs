@@ -15,5 +15,6 @@ mod mfa;
 mod openapi;
 mod pages;
 mod secrets;
+mod slow;
 mod tenancy;
 mod tokens;
