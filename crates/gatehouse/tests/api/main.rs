@@ -9,6 +9,7 @@ mod admin;
 mod browser;
 mod cli;
 mod errors;
+mod headers;
 mod keys;
 mod login;
 mod mfa;
