@@ -81,7 +81,7 @@ pub struct HttpLimits {
     pub idle_timeout_seconds: u64,
     /// Open connections across all clients; beyond this new ones are closed at once.
     pub max_connections: usize,
-    /// Open connections from one client IP (trusted proxies are exempt).
+    /// Open connections from one client IP, IPv6 per /64 (trusted proxies are exempt).
     pub max_connections_per_ip: usize,
 }
 

@@ -54,6 +54,10 @@ pub async fn serve(
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = PerIp::new(limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
+    // No hyper timer, so hyper's own `header_read_timeout` stays off: its clock starts when
+    // hyper begins waiting for a request, which would cut kept-alive connections at the
+    // header timeout and never covers the HTTP/1-or-2 sniffing of a new connection.
+    // `Deadlines` does both jobs on the socket.
     let builder = auto::Builder::new(TokioExecutor::new());
     let mut refusals = Refusals::default();
     tokio::pin!(shutdown);
@@ -148,6 +152,20 @@ struct PerIp {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
+/// The address a connection is counted under: an IPv4 address (also when it arrives
+/// IPv4-mapped on a dual-stack socket), or an IPv6 address's /64, since one client
+/// commonly holds a whole /64 and could otherwise open the cap from each of its addresses.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+        v4 => v4,
+    }
+}
+
 /// One connection's place in `PerIp`; gives it back on drop.
 struct IpSlot {
     ip: IpAddr,
@@ -163,6 +181,7 @@ impl PerIp {
     }
 
     fn acquire(&self, ip: IpAddr) -> Option<IpSlot> {
+        let ip = client_key(ip);
         let mut open = self.open.lock().ok()?;
         let n = open.entry(ip).or_default();
         if *n >= self.max {
@@ -473,5 +492,23 @@ mod tests {
         assert!(per_ip.acquire("192.0.2.2".parse().unwrap()).is_some());
         drop(a);
         assert!(per_ip.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let per_ip = PerIp::new(1);
+        let _a = per_ip.acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(
+            per_ip
+                .acquire("2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_none()
+        );
+        assert!(per_ip.acquire("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _b = per_ip.acquire("192.0.2.7".parse().unwrap()).unwrap();
+        assert!(
+            per_ip
+                .acquire("::ffff:192.0.2.7".parse().unwrap())
+                .is_none()
+        );
     }
 }
