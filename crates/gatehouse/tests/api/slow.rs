@@ -202,3 +202,27 @@ async fn slow_requests_are_closed_at_their_deadlines() {
     let answer = read_until_closed(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_held_only_to_the_global_cap() {
+    // Every client behind a proxy shares its address; the per-IP cap would shut them all out.
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.4".into()];
+        c.http.header_timeout_seconds = 600;
+        c.http.max_connections = 64;
+        c.http.max_connections_per_ip = 2;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from(&app, "127.0.0.4").await;
+        s.write_all(PARTIAL_HEADER).await.unwrap();
+        held.push(s);
+    }
+    assert!(
+        raw_health_from(&app, "127.0.0.4")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert_eq!(refused(&app, "max_connections_per_ip"), 0);
+}
