@@ -61,7 +61,7 @@ pub struct AppState {
 }
 
 /// The whole application: API, pages, operations, with the request-context, logging,
-/// panic and body-limit layers.
+/// panic, body-limit and body-deadline layers.
 pub fn app(state: AppState) -> Router {
     let (router, docs) = api::routes()
         .merge(pages::routes())
