@@ -78,6 +78,10 @@ const HELP: &[(&str, &str)] = &[
         "Identifiers locked after repeated failures",
     ),
     (
+        "gatehouse_connections_refused_total",
+        "Connections closed at accept because a connection limit was reached, by limit",
+    ),
+    (
         "gatehouse_rate_limited_total",
         "Requests refused by the rate limiter, by route class",
     ),

@@ -99,6 +99,7 @@ catalog! {
     VALIDATION_ERROR = 400, "Some fields are invalid", "部分字段无效", "Một số trường không hợp lệ";
     MALFORMED_JSON = 400, "The request body is not valid JSON", "请求体不是有效的 JSON", "Nội dung yêu cầu không phải JSON hợp lệ";
     UNSUPPORTED_MEDIA_TYPE = 415, "Send the body as application/json", "请使用 application/json 发送请求体", "Hãy gửi nội dung dạng application/json";
+    REQUEST_TIMEOUT = 408, "The request body took too long to arrive", "请求体发送超时", "Nội dung yêu cầu đến quá chậm";
     PAYLOAD_TOO_LARGE = 413, "The request body is too large", "请求体过大", "Nội dung yêu cầu quá lớn";
     CSRF_MISSING = 403, "A CSRF token is required", "缺少 CSRF 令牌", "Thiếu mã CSRF";
     CSRF_INVALID = 403, "The CSRF token is invalid or expired", "CSRF 令牌无效或已过期", "Mã CSRF không hợp lệ hoặc đã hết hạn";
@@ -164,6 +165,9 @@ pub fn field_message(code: &str, locale: Locale) -> &'static str {
         ("unknown_field", Locale::En) => "This field is not recognised",
         ("unknown_field", Locale::ZhCn) => "无法识别的字段",
         ("unknown_field", Locale::Vi) => "Trường này không được hỗ trợ",
+        ("duplicate", Locale::En) => "This field appears more than once",
+        ("duplicate", Locale::ZhCn) => "该字段重复出现",
+        ("duplicate", Locale::Vi) => "Trường này xuất hiện nhiều lần",
         ("same_as_current", Locale::En) => "The new password must differ from the current one",
         ("same_as_current", Locale::ZhCn) => "新密码不能与当前密码相同",
         ("same_as_current", Locale::Vi) => "Mật khẩu mới phải khác mật khẩu hiện tại",

@@ -498,9 +498,9 @@ async fn refresh(State(s): State<AppState>, req: Request) -> ApiResult {
     let token = match from_body {
         Some(t) => t,
         None => {
-            let t = cookies::get(&headers, cookies::REFRESH).ok_or_else(|| {
-                AppError::validation(vec![FieldError::new("refreshToken", "required")])
-            })?;
+            let t = cookies::get(&headers, &cookies::name(&s.http, cookies::REFRESH)).ok_or_else(
+                || AppError::validation(vec![FieldError::new("refreshToken", "required")]),
+            )?;
             check_csrf(&s, &headers)?;
             t
         }

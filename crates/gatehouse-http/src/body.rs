@@ -1,13 +1,17 @@
 //! JSON request bodies: read as a `serde_json::Value` (so syntax, media type, size and
 //! shape errors each get their own code), then fields are taken one by one, collecting
-//! every failed rule as a field error.
+//! every failed rule as a field error. A key given twice in one object, at any depth, is
+//! refused (`duplicate`): parsers disagree on which one wins, and a proxy or WAF that
+//! checked the first must not see a different request than we act on.
 
 use crate::envelope::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use gatehouse_domain::{AppError, Code, FieldError, Id, Secret};
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
 
 /// A JSON object body.
 pub struct JsonBody(pub Map<String, Value>);
@@ -44,13 +48,119 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::from(Code::MALFORMED_JSON)
             }
         })?;
-        match serde_json::from_slice::<Value>(&bytes) {
+        let mut duplicate = None;
+        let parsed = parse_strict(&bytes, &mut duplicate);
+        if let Some(field) = duplicate {
+            return Err(AppError::validation(vec![FieldError::new(field, "duplicate")]).into());
+        }
+        match parsed {
             Ok(Value::Object(map)) => Ok(Self(map)),
             Ok(_) => {
                 Err(AppError::validation(vec![FieldError::new("body", "invalid_type")]).into())
             }
             Err(_) => Err(Code::MALFORMED_JSON.into()),
         }
+    }
+}
+
+/// Parses JSON like `serde_json::from_slice::<Value>`, but fails on a key that appears
+/// twice in one object, setting `duplicate` to its path (`a.b`, `items[0].id`).
+fn parse_strict(bytes: &[u8], duplicate: &mut Option<String>) -> serde_json::Result<Value> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Strict {
+        path: String::new(),
+        duplicate,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// A `Value` seed that knows where in the document it is.
+struct Strict<'a> {
+    path: String,
+    duplicate: &'a mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text cannot spell a non-finite number, so `None` does not happen here.
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let path = format!("{}[{}]", self.path, items.len());
+            let seed = Strict {
+                path,
+                duplicate: &mut *self.duplicate,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if out.contains_key(&key) {
+                *self.duplicate = Some(path);
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let seed = Strict {
+                path,
+                duplicate: &mut *self.duplicate,
+            };
+            let v = map.next_value_seed(seed)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -181,4 +291,50 @@ impl Fields {
 /// Parses a path id; a malformed one is simply not found.
 pub fn path_id(raw: &str) -> Result<Id, ApiError> {
     raw.parse::<Id>().map_err(|_| Code::NOT_FOUND.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dup(json: &str) -> Option<String> {
+        let mut d = None;
+        let _ = parse_strict(json.as_bytes(), &mut d);
+        d
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named_at_any_depth() {
+        assert_eq!(
+            dup(r#"{"identifier":"a","password":"p","identifier":"b"}"#).as_deref(),
+            Some("identifier")
+        );
+        assert_eq!(
+            dup(r#"{"profile":{"name":"a","name":"b"}}"#).as_deref(),
+            Some("profile.name")
+        );
+        assert_eq!(
+            dup(r#"{"items":[{"id":1},{"id":2,"id":3}]}"#).as_deref(),
+            Some("items[1].id")
+        );
+    }
+
+    #[test]
+    fn strict_parsing_matches_serde_json_otherwise() {
+        for json in [
+            r#"{"a":1,"b":[1,-2,3.5,"x",null,true],"c":{"a":1},"d":{"a":{}}}"#,
+            r#"[{"a":1},{"a":1}]"#,
+            r#""text""#,
+            "18446744073709551615",
+        ] {
+            let mut d = None;
+            let ours = parse_strict(json.as_bytes(), &mut d).unwrap();
+            assert_eq!(d, None);
+            assert_eq!(ours, serde_json::from_str::<Value>(json).unwrap(), "{json}");
+        }
+        let mut d = None;
+        assert!(parse_strict(b"{\"a\":1} x", &mut d).is_err());
+        assert!(parse_strict(b"{\"a\":", &mut d).is_err());
+        assert_eq!(d, None);
+    }
 }

@@ -1,5 +1,7 @@
 //! Cookies: reading by name and writing with the right attributes. Under an https public URL
-//! every cookie is `Secure`, and host-wide ones take the `__Host-` prefix.
+//! every cookie is `Secure`; host-wide ones take the `__Host-` prefix, and the refresh
+//! cookie (path `/api/v1/auth`, so it cannot be `__Host-`) takes `__Secure-`, so a
+//! plain-http page or a sibling subdomain cannot plant one the browser would send.
 
 use crate::HttpConfig;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -14,12 +16,12 @@ pub const REFRESH: &str = "gh_refresh";
 pub const DEVICE: &str = "gh_device";
 const REFRESH_PATH: &str = "/api/v1/auth";
 
-/// The name a host-wide cookie has under this config.
+/// The name cookie `base` has under this config (for writing and reading alike).
 pub fn name(cfg: &HttpConfig, base: &str) -> String {
-    if cfg.secure_cookies() && base != REFRESH {
-        format!("__Host-{base}")
-    } else {
-        base.to_string()
+    match (cfg.secure_cookies(), base == REFRESH) {
+        (false, _) => base.to_string(),
+        (true, true) => format!("__Secure-{base}"),
+        (true, false) => format!("__Host-{base}"),
     }
 }
 
@@ -65,5 +67,41 @@ pub fn set(cfg: &HttpConfig, base: &str, value: &str, max_age: Option<u64>) -> O
 pub fn append(headers: &mut HeaderMap, value: Option<HeaderValue>) {
     if let Some(v) = value {
         headers.append(header::SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn https() -> HttpConfig {
+        HttpConfig {
+            public_url: "https://auth.example.com".into(),
+            ..HttpConfig::default()
+        }
+    }
+
+    #[test]
+    fn under_https_the_refresh_cookie_is_secure_prefixed_and_the_others_host_prefixed() {
+        let cfg = https();
+        assert_eq!(name(&cfg, REFRESH), "__Secure-gh_refresh");
+        for base in [CSRF, SESSION, DEVICE] {
+            assert_eq!(name(&cfg, base), format!("__Host-{base}"));
+        }
+        let set = set(&cfg, REFRESH, "t", Some(60)).unwrap();
+        let set = set.to_str().unwrap();
+        assert!(
+            set.starts_with("__Secure-gh_refresh=t; Path=/api/v1/auth;"),
+            "{set}"
+        );
+        assert!(set.contains("; Secure"), "{set}");
+    }
+
+    #[test]
+    fn under_http_cookies_keep_their_plain_names() {
+        let cfg = HttpConfig::default();
+        for base in [CSRF, SESSION, DEVICE, REFRESH] {
+            assert_eq!(name(&cfg, base), base);
+        }
     }
 }

@@ -5,6 +5,7 @@
 mod api;
 mod auth_extract;
 mod body;
+mod body_deadline;
 mod context;
 mod cookies;
 mod envelope;
@@ -30,6 +31,8 @@ pub struct HttpConfig {
     pub trusted_proxies: TrustedProxies,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long the whole request body may take to arrive after the headers.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +41,7 @@ impl Default for HttpConfig {
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxies: TrustedProxies::default(),
             max_body_bytes: 64 * 1024,
+            body_timeout: std::time::Duration::from_secs(6),
         }
     }
 }
@@ -57,7 +61,7 @@ pub struct AppState {
 }
 
 /// The whole application: API, pages, operations, with the request-context, logging,
-/// panic and body-limit layers.
+/// panic, body-limit and body-deadline layers.
 pub fn app(state: AppState) -> Router {
     let (router, docs) = api::routes()
         .merge(pages::routes())
@@ -77,6 +81,10 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.http.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_deadline::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -122,6 +122,7 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                 Code::MALFORMED_JSON,
                 Code::UNSUPPORTED_MEDIA_TYPE,
                 Code::PAYLOAD_TOO_LARGE,
+                Code::REQUEST_TIMEOUT,
             ]);
         }
         match r.security {

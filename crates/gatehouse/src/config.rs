@@ -26,6 +26,7 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
     pub trusted_proxies: Vec<String>,
     pub max_body_bytes: usize,
+    pub http: HttpLimits,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
     pub cluster: ClusterConfig,
@@ -48,6 +49,7 @@ impl Default for Config {
             bootstrap_admin_password: None,
             trusted_proxies: Vec::new(),
             max_body_bytes: 64 * 1024,
+            http: HttpLimits::default(),
             database: DatabaseConfig::default(),
             cache: CacheConfig::default(),
             cluster: ClusterConfig::default(),
@@ -59,6 +61,39 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// `[http]`: how long a client may take and how many connections it may hold, so slow or
+/// numerous connections cannot take the server off the air.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// A connection's first request, and each request after an idle pause, must send its
+    /// request line and headers within this many seconds of its first byte.
+    pub header_timeout_seconds: u64,
+    /// The whole request body must arrive within this many seconds of the headers.
+    pub body_timeout_seconds: u64,
+    /// The longest a response write may stall (a client that stops reading).
+    pub write_timeout_seconds: u64,
+    /// A kept-alive connection with no request in progress is closed after this long.
+    pub idle_timeout_seconds: u64,
+    /// Open connections across all clients; beyond this new ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client IP, IPv6 per /64 (trusted proxies are exempt).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_seconds: 6,
+            body_timeout_seconds: 6,
+            write_timeout_seconds: 6,
+            idle_timeout_seconds: 30,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -314,6 +349,31 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes", "must be at least 1024");
         }
+        for (key, v) in [
+            (
+                "http.header_timeout_seconds",
+                self.http.header_timeout_seconds,
+            ),
+            ("http.body_timeout_seconds", self.http.body_timeout_seconds),
+            (
+                "http.write_timeout_seconds",
+                self.http.write_timeout_seconds,
+            ),
+            ("http.idle_timeout_seconds", self.http.idle_timeout_seconds),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return bad(key, "must be between 1 and 3600");
+            }
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections", "must be at least 1");
+        }
+        if !(1..=self.http.max_connections).contains(&self.http.max_connections_per_ip) {
+            return bad(
+                "http.max_connections_per_ip",
+                "must be between 1 and http.max_connections",
+            );
+        }
         if self.jwt.algorithm == gatehouse_core::config::JwtAlgorithm::HS256
             && self
                 .jwt
@@ -423,6 +483,27 @@ mod tests {
         c.validate().unwrap();
         let shown = serde_json::to_string(&c).unwrap();
         assert!(!shown.contains(TEST_KEY), "{shown}");
+    }
+
+    #[test]
+    fn http_limits_are_checked() {
+        let mut c = Config::default();
+        c.http.header_timeout_seconds = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("http.header_timeout_seconds")
+        );
+        let mut c = Config::default();
+        c.http.max_connections_per_ip = c.http.max_connections + 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("http.max_connections_per_ip")
+        );
+        assert!(known_keys().contains(&"http.idle_timeout_seconds".to_string()));
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod datadir;
+mod listener;
 pub mod server;
 pub mod telemetry;

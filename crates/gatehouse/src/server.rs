@@ -1,6 +1,7 @@
 //! Wiring: config → store, cache, service → router → listener.
 
 use crate::config::Config;
+use crate::listener::Limits;
 use anyhow::Context as _;
 use gatehouse_cache::RedisOptions;
 use gatehouse_core::Service;
@@ -129,7 +130,9 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
         trusted_proxies: TrustedProxies::parse(&cfg.trusted_proxies)
             .map_err(|e| anyhow::anyhow!(e))?,
         max_body_bytes: cfg.max_body_bytes,
+        body_timeout: Duration::from_secs(cfg.http.body_timeout_seconds),
     };
+    let trusted = http.trusted_proxies.clone();
     let app = gatehouse_http::app(AppState {
         svc: svc.clone(),
         http: Arc::new(http),
@@ -137,14 +140,21 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     let listener = TcpListener::bind(&cfg.bind).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %cfg.database_url_redacted(), store = svc.store.backend(), cache = svc.cache.backend(), "gatehouse listening");
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    });
+    let limits = Limits {
+        header_timeout: Duration::from_secs(cfg.http.header_timeout_seconds),
+        write_timeout: Duration::from_secs(cfg.http.write_timeout_seconds),
+        idle_timeout: Duration::from_secs(cfg.http.idle_timeout_seconds),
+        max_connections: cfg.http.max_connections,
+        max_connections_per_ip: cfg.http.max_connections_per_ip,
+    };
+    let task = tokio::spawn(crate::listener::serve(
+        listener,
+        app,
+        limits,
+        trusted,
+        svc.clone(),
+        shutdown_signal(),
+    ));
     Ok(Running { addr, svc, task })
 }
 

@@ -266,7 +266,63 @@ async fn ready_reports_store_and_cache(b: Backend) {
     assert_eq!(names, ["store", "cache"]);
 }
 
+/// The penetration test signed in as the second `identifier` of a body that gave two.
+async fn duplicate_keys_are_refused_at_any_depth(b: Backend) {
+    let app = spawn_app(b).await;
+    app.user("first@example.com").await;
+    app.user("second@example.com").await;
+    let send = |body: String, lang: &'static str| {
+        let app = &app;
+        async move {
+            let client = browser();
+            let csrf = app.csrf_for(&client).await;
+            Reply::of(
+                client
+                    .post(app.url("/api/v1/auth/login"))
+                    .header("X-CSRFToken", csrf)
+                    .header("Content-Type", "application/json")
+                    .header("Accept-Language", lang)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let twice = format!(
+        r#"{{"identifier":"first@example.com","password":"{PASSWORD}","identifier":"second@example.com"}}"#
+    );
+    for (lang, message) in [
+        ("en", "This field appears more than once"),
+        ("zh-CN", "该字段重复出现"),
+        ("vi", "Trường này xuất hiện nhiều lần"),
+    ] {
+        let r = send(twice.clone(), lang).await;
+        r.expect(400, "VALIDATION_ERROR");
+        assert_eq!(
+            r.body["errors"],
+            json!([{ "field": "identifier", "code": "duplicate", "message": message }])
+        );
+    }
+    let nested = format!(
+        r#"{{"identifier":"first@example.com","password":"{PASSWORD}","extra":{{"list":[{{"a":1,"a":2}}]}}}}"#
+    );
+    let r = send(nested, "en").await;
+    r.expect(400, "VALIDATION_ERROR");
+    assert_eq!(r.body["errors"][0]["field"], "extra.list[0].a");
+    assert_eq!(r.body["errors"][0]["code"], "duplicate");
+    // Without the duplicate the same body signs in.
+    let r = send(
+        format!(r#"{{"identifier":"first@example.com","password":"{PASSWORD}"}}"#),
+        "en",
+    )
+    .await;
+    r.expect(200, "AUTH_LOGIN_SUCCESS");
+}
+
 backend_tests!(
+    duplicate_keys_are_refused_at_any_depth,
     junk_bodies_get_4xx_envelopes_on_every_endpoint,
     body_errors_have_their_own_codes,
     oversized_and_duplicated_authorization_headers_are_refused,
