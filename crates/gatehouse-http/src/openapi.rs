@@ -38,6 +38,8 @@ pub struct RouteDoc {
     /// The media type of a 200 answer that is a document of its own, not an envelope
     /// (`/openapi.json`, the JWKS, metrics).
     pub plain: Option<&'static str>,
+    /// Success is `201 Created` (with the new resource), not `200`.
+    pub created: bool,
 }
 
 impl RouteDoc {
@@ -59,6 +61,7 @@ impl RouteDoc {
             codes: &[],
             html: false,
             plain: None,
+            created: false,
         }
     }
 }
@@ -111,11 +114,27 @@ const COMMON: &[Code] = &[
     Code::INTERNAL_ERROR,
 ];
 
+/// The schema of a query parameter, by its name: the paging and id rules every list route
+/// applies (`api::page_of`, `api::opt_id`), timestamps as RFC 3339, anything else a string.
+fn query_schema(name: &str) -> Value {
+    match name {
+        "page" => json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
+        "pageSize" => json!({ "type": "integer", "minimum": 1, "maximum": 100 }),
+        "from" | "to" => json!({ "type": "string", "format": "date-time" }),
+        n if n.ends_with("Id") => json!({ "type": "string", "format": "uuid" }),
+        _ => json!({ "type": "string" }),
+    }
+}
+
 /// Builds the OpenAPI 3.1 document.
 pub fn document(routes: &[RouteDoc]) -> Value {
     let mut paths = Map::new();
     for r in routes {
         let mut codes: Vec<Code> = r.codes.to_vec();
+        // A JSON route checks its query string (repeats, bad encoding, values): 400.
+        if !r.query.is_empty() && !r.html {
+            codes.push(Code::VALIDATION_ERROR);
+        }
         if !r.body.is_empty() {
             codes.extend([
                 Code::VALIDATION_ERROR,
@@ -144,6 +163,14 @@ pub fn document(routes: &[RouteDoc]) -> Value {
         if !r.html {
             codes.extend(COMMON);
         }
+        // One mention per code, even when several rules bring it in.
+        let mut unique: Vec<Code> = Vec::with_capacity(codes.len());
+        for c in codes {
+            if !unique.contains(&c) {
+                unique.push(c);
+            }
+        }
+        let codes = unique;
         let mut responses = Map::new();
         if let Some(media) = r.plain {
             responses.insert(
@@ -152,7 +179,11 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             );
         }
         for code in &codes {
-            let status = code.status().to_string();
+            let status = if r.created && code.is_success() {
+                "201".to_string()
+            } else {
+                code.status().to_string()
+            };
             let entry = responses.entry(status).or_insert_with(|| {
                 if r.html {
                     return json!({ "description": "", "content": { "text/html": {} } });
@@ -191,7 +222,9 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
-        params.extend(r.query.iter().map(|q| json!({ "name": q, "in": "query", "required": false, "schema": { "type": "string" } })));
+        params.extend(r.query.iter().map(
+            |q| json!({ "name": q, "in": "query", "required": false, "schema": query_schema(q) }),
+        ));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
