@@ -4,6 +4,7 @@
 use crate::AppState;
 use axum::Router;
 use axum::routing::MethodRouter;
+use gatehouse_core::login::MfaPolicy;
 use gatehouse_domain::{Code, Locale};
 use serde_json::{Map, Value, json};
 
@@ -126,6 +127,44 @@ fn query_schema(name: &str) -> Value {
     }
 }
 
+/// The schema of a JSON body field: its type, plus the rules the handlers apply to fields of
+/// that name (ids are UUIDs, `email` an address, `slug` the workspace slug rule, `mfaPolicy`
+/// one of the policies). In a JSON body, a required string must not be blank
+/// (`Fields::req_str` refuses a blank one as missing), and an optional field may be `null`
+/// (`Fields` reads `null` as absent).
+fn body_schema(name: &str, ty: &str, required: bool, json_body: bool) -> Value {
+    let required = required && json_body;
+    let ty_value = if json_body && !required {
+        json!([ty, "null"])
+    } else {
+        json!(ty)
+    };
+    let mut schema = json!({ "type": ty_value });
+    if ty == "array" {
+        schema["items"] = json!({ "type": "string" });
+    }
+    if ty != "string" {
+        return schema;
+    }
+    match name {
+        n if n.ends_with("Id") => schema["format"] = json!("uuid"),
+        "email" => schema["format"] = json!("email"),
+        "slug" => {
+            schema["pattern"] = json!("^[a-z0-9_][a-z0-9_-]{0,63}$");
+        }
+        "mfaPolicy" => {
+            let all: Vec<&str> = MfaPolicy::ALL.iter().map(|p| p.as_str()).collect();
+            schema["enum"] = json!(all);
+        }
+        _ if required => {
+            schema["minLength"] = json!(1);
+            schema["pattern"] = json!("\\S");
+        }
+        _ => {}
+    }
+    schema
+}
+
 /// Builds the OpenAPI 3.1 document.
 pub fn document(routes: &[RouteDoc]) -> Value {
     let mut paths = Map::new();
@@ -232,13 +271,8 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             let props: Map<String, Value> = r
                 .body
                 .iter()
-                .map(|(name, ty, _)| {
-                    let schema = if *ty == "array" {
-                        json!({ "type": "array", "items": { "type": "string" } })
-                    } else {
-                        json!({ "type": ty })
-                    };
-                    (name.to_string(), schema)
+                .map(|(name, ty, required)| {
+                    (name.to_string(), body_schema(name, ty, *required, !r.html))
                 })
                 .collect();
             let required: Vec<&str> = r.body.iter().filter(|f| f.2).map(|f| f.0).collect();

@@ -165,8 +165,9 @@ async fn every_answer_a_route_gives_is_documented() {
 }
 
 /// What schemathesis (`scripts/schemathesis`) found undocumented: the create routes answer
-/// `201 Created`, and the list routes answer 400 to a bad query string (`page=`,
-/// `pageSize=0`). Checked against the server too: a real create, a real bad query.
+/// `201 Created`, the list routes answer 400 to a bad query string (`page=`, `pageSize=0`),
+/// and body fields have rules beyond their JSON type. Checked against the server too: a
+/// real create, a real bad query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_and_query_errors_are_documented() {
     let app = spawn_app_with(Backend::Sqlite, |c| c.rate_limit.enabled = false).await;
@@ -201,6 +202,27 @@ async fn created_and_query_errors_are_documented() {
             .unwrap()["schema"];
         assert_eq!(page["type"], "integer", "GET {path}");
     }
+    // Body fields carry the rules the handlers apply: a blank required string is missing,
+    // an optional field may be null, ids are UUIDs, settings values are enumerated.
+    let body = |method: &str, path: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+            ["properties"]
+            .clone()
+    };
+    let users = body("post", "/api/v1/admin/users");
+    assert_eq!(users["email"]["format"], "email", "{users}");
+    assert_eq!(
+        users["displayName"]["type"],
+        serde_json::json!(["string", "null"])
+    );
+    let roles = body("post", "/api/v1/admin/roles");
+    assert_eq!(roles["code"]["minLength"], 1, "{roles}");
+    assert_eq!(roles["workspaceId"]["format"], "uuid", "{roles}");
+    let settings = body("patch", "/api/v1/admin/settings");
+    assert_eq!(
+        settings["mfaPolicy"]["enum"],
+        serde_json::json!(["off", "optional", "required"])
+    );
 
     let admin = app.admin_token().await;
     let res = browser()
