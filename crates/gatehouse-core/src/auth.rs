@@ -58,7 +58,7 @@ impl Service {
             ws: ctx.map(|c| c.workspace.id),
             br: ctx.map(|c| c.branch.id),
             roles: match ctx {
-                Some(c) => c.roles.clone(),
+                Some(c) => c.token_roles.clone(),
                 None => account.roles.clone(),
             },
         })

@@ -139,6 +139,25 @@ impl PermissionSet {
         }
     }
 
+    /// Whether a caller holding `self` may hand `wanted` to someone else: every
+    /// permission in it must be held here, and the wildcard is never handed on (only an
+    /// instance admin grants `*`).
+    pub fn may_delegate(&self, wanted: &PermissionSet) -> Result<(), AppError> {
+        if wanted.all {
+            return Err(AppError {
+                fields: vec![FieldError::new("permission", Grant::WILDCARD)],
+                ..AppError::new(Code::PERMISSION_REQUIRED)
+            });
+        }
+        match Permission::EVERY
+            .iter()
+            .find(|p| wanted.allows(**p) && !self.allows(**p))
+        {
+            Some(p) => Err(permission_required(*p)),
+            None => Ok(()),
+        }
+    }
+
     /// True if nothing is held.
     pub fn is_empty(&self) -> bool {
         !self.all && self.bits == 0
@@ -230,6 +249,23 @@ impl Service {
                 .flat_map(|r| r.permissions.iter().map(String::as_str)),
         );
         Ok((account, held))
+    }
+
+    /// `Ok` if the caller may hand the permissions in `wanted` to others in `workspace`: an
+    /// instance admin may hand anything; a delegated (workspace) admin only what they hold
+    /// there themselves, and never the wildcard. Otherwise `PERMISSION_REQUIRED` naming the
+    /// first permission they lack.
+    pub async fn require_delegable(
+        &self,
+        p: &Principal,
+        workspace: Id,
+        wanted: &PermissionSet,
+    ) -> Result<(), AppError> {
+        let (account, held) = self.permissions_in(p, Scope::Workspace(workspace)).await?;
+        if account.has_role("admin") {
+            return Ok(());
+        }
+        held.may_delegate(wanted)
     }
 
     /// The caller's account if it holds `permission` in `scope`; `PERMISSION_REQUIRED`

@@ -56,7 +56,25 @@ pub struct PasswordConfig {
     pub require_lowercase: bool,
     pub require_digit: bool,
     pub require_special: bool,
+    /// Allows Argon2 costs below OWASP's minimums (for test suites only; logged loudly at
+    /// start). The upper bounds still apply.
+    pub insecure_fast_hashing: bool,
 }
+
+/// OWASP's Argon2id minimums as (memory KiB, iterations): a configuration must meet one.
+pub const OWASP_ARGON2ID: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
+/// The most memory one Argon2 hash may take (1 GiB): more aborts the process on
+/// allocation long after `config check` said yes.
+pub const ARGON2_MAX_MEMORY_KIB: u32 = 1 << 20;
+/// The most iterations and lanes one hash may take.
+pub const ARGON2_MAX_ITERATIONS: u32 = 64;
+pub const ARGON2_MAX_PARALLELISM: u32 = 16;
 
 impl Default for PasswordConfig {
     fn default() -> Self {
@@ -72,6 +90,7 @@ impl Default for PasswordConfig {
             require_lowercase: false,
             require_digit: false,
             require_special: false,
+            insecure_fast_hashing: false,
         }
     }
 }
@@ -183,6 +202,28 @@ impl CoreConfig {
             return bad(
                 "password.argon2_iterations",
                 "iterations and parallelism must be ≥ 1",
+            );
+        }
+        if p.argon2_memory_kib > ARGON2_MAX_MEMORY_KIB {
+            return bad(
+                "password.argon2_memory_kib",
+                "must be at most 1048576 (1 GiB per hash)",
+            );
+        }
+        if p.argon2_iterations > ARGON2_MAX_ITERATIONS {
+            return bad("password.argon2_iterations", "must be at most 64");
+        }
+        if p.argon2_parallelism > ARGON2_MAX_PARALLELISM {
+            return bad("password.argon2_parallelism", "must be at most 16");
+        }
+        let owasp = OWASP_ARGON2ID
+            .iter()
+            .any(|&(m, t)| p.argon2_memory_kib >= m && p.argon2_iterations >= t);
+        if !owasp && !p.insecure_fast_hashing {
+            return bad(
+                "password.argon2_memory_kib",
+                "below OWASP's Argon2id minimums: use at least 19456 KiB with 2 iterations \
+                 (or 47104/1, 12288/3, 9216/4, 7168/5)",
             );
         }
         if p.min_length == 0 || p.min_length > p.max_length || p.max_length > 1024 {
@@ -297,5 +338,31 @@ mod tests {
         assert_no_secret("LockoutConfig", format!("{:?}", c.lockout));
         assert_no_secret("AuditConfig", format!("{:?}", c.audit));
         assert_no_secret("RateLimitConfig", format!("{:?}", c.rate_limit));
+    }
+
+    #[test]
+    fn argon2_costs_below_owasp_or_beyond_sane_are_refused() {
+        let with = |m: u32, t: u32, p: u32, fast: bool| {
+            let mut c = CoreConfig::default();
+            c.password.argon2_memory_kib = m;
+            c.password.argon2_iterations = t;
+            c.password.argon2_parallelism = p;
+            c.password.insecure_fast_hashing = fast;
+            c.validate().map_err(|(key, _)| key)
+        };
+        assert_eq!(with(19_456, 2, 1, false), Ok(()));
+        assert_eq!(with(47_104, 1, 1, false), Ok(()));
+        assert_eq!(with(7_168, 5, 1, false), Ok(()));
+        // The pen test's values.
+        assert!(with(8, 1, 1, false).is_err());
+        assert!(with(u32::MAX, 2, 1, false).is_err());
+        assert!(with(19_455, 2, 1, false).is_err());
+        assert!(with(19_456, 1, 1, false).is_err());
+        assert!(with(19_456, 65, 1, false).is_err());
+        assert!(with(19_456, 2, 17, false).is_err());
+        // The test-suite switch lowers the floor, never the ceiling.
+        assert_eq!(with(256, 1, 1, true), Ok(()));
+        assert!(with(u32::MAX, 2, 1, true).is_err());
+        assert!(with(4, 1, 1, true).is_err());
     }
 }

@@ -1307,4 +1307,45 @@ mod flow_tests {
         assert!(s.single_session);
         done(login(&k, "partial@example.com", PASSWORD).await.unwrap());
     }
+
+    #[tokio::test]
+    async fn recovery_codes_are_stored_keyed_and_legacy_ones_still_work() {
+        let k = kit().await;
+        let meta = RequestMeta::default();
+        let a = user(&k, "keyed@example.com", false).await;
+        k.svc.start_enrollment(&a, Keep::Fresh).await.unwrap();
+        let code = code_now(&k, a.id).await;
+        let codes = k.svc.confirm_pending(&a, &code, &meta).await.unwrap();
+        // What the database holds is not the plain SHA-256 of a code.
+        let plain = crate::totp::legacy_recovery_hash(&codes[0]);
+        let now = k.svc.now();
+        assert!(
+            !k.svc
+                .store
+                .use_recovery_code(a.id, &plain, now)
+                .await
+                .unwrap()
+        );
+        k.svc
+            .spend_recovery_code(&a, &codes[0], &meta)
+            .await
+            .unwrap();
+        let again = k.svc.spend_recovery_code(&a, &codes[0], &meta).await;
+        assert_eq!(again.unwrap_err().code, Code::MFA_CODE_INVALID);
+
+        // Codes issued before the switch (unkeyed) are still honoured, once.
+        let legacy = crate::totp::legacy_recovery_hash("abcde-fghij");
+        let audit = crate::audit::event(&meta, now, "test", "success");
+        k.svc
+            .store
+            .replace_recovery_codes(a.id, &[legacy], now, &audit)
+            .await
+            .unwrap();
+        k.svc
+            .spend_recovery_code(&a, "ABCDE FGHIJ", &meta)
+            .await
+            .unwrap();
+        let again = k.svc.spend_recovery_code(&a, "abcde-fghij", &meta).await;
+        assert_eq!(again.unwrap_err().code, Code::MFA_CODE_INVALID);
+    }
 }

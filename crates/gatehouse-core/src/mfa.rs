@@ -109,11 +109,21 @@ impl Service {
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let now = self.now();
-        let used = self
+        let keyed = totp::recovery_hash(&self.secrets_key()?, code)?;
+        let mut used = self
             .store
-            .use_recovery_code(account.id, &totp::recovery_hash(code), now)
+            .use_recovery_code(account.id, &keyed, now)
             .await
             .map_err(store_err)?;
+        if !used {
+            // Codes issued before verifiers were keyed.
+            let legacy = totp::legacy_recovery_hash(code);
+            used = self
+                .store
+                .use_recovery_code(account.id, &legacy, now)
+                .await
+                .map_err(store_err)?;
+        }
         if !used {
             return Err(Code::MFA_CODE_INVALID.into());
         }
@@ -196,7 +206,11 @@ impl Service {
         let step = totp::matching_step(&raw, code, self.now().unix_seconds())
             .ok_or(Code::MFA_CODE_INVALID)?;
         let codes = totp::new_recovery_codes()?;
-        let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_hash(c)).collect();
+        let key = self.secrets_key()?;
+        let hashes = codes
+            .iter()
+            .map(|c| totp::recovery_hash(&key, c))
+            .collect::<Result<Vec<_>, _>>()?;
         let now = self.now();
         let audit = event(meta, now, "mfa.totp.enroll", "success")
             .actor(Some(account.id))
@@ -241,7 +255,11 @@ impl Service {
         let account = self.me(p).await?;
         self.spend_counted_totp(&account, code, meta).await?;
         let codes = totp::new_recovery_codes()?;
-        let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_hash(c)).collect();
+        let key = self.secrets_key()?;
+        let hashes = codes
+            .iter()
+            .map(|c| totp::recovery_hash(&key, c))
+            .collect::<Result<Vec<_>, _>>()?;
         let now = self.now();
         let audit = event(meta, now, "mfa.recovery_codes.regenerate", "success")
             .actor(Some(account.id))

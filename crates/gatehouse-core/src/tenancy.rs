@@ -21,6 +21,10 @@ pub struct BranchContext {
     pub branches: Vec<Branch>,
     /// Codes of the roles held here (workspace-wide plus this branch's).
     pub roles: Vec<String>,
+    /// The same roles as access tokens carry them: instance-wide role codes as they are,
+    /// workspace-defined ones as `ws:<code>`, so no workspace role can pass for an
+    /// instance role with a reader that looks at names alone.
+    pub token_roles: Vec<String>,
     pub permissions: PermissionSet,
 }
 
@@ -208,6 +212,15 @@ impl Service {
             .member_roles(member.id, Some(branch.id))
             .await
             .map_err(store_err)?;
+        let mut token_roles: Vec<String> = roles
+            .iter()
+            .map(|r| match r.workspace_id {
+                Some(_) => format!("ws:{}", r.code),
+                None => r.code.clone(),
+            })
+            .collect();
+        token_roles.sort();
+        token_roles.dedup();
         let (roles, permissions) = flatten(&roles);
         Ok(BranchContext {
             workspace,
@@ -215,6 +228,7 @@ impl Service {
             branch,
             branches,
             roles,
+            token_roles,
             permissions,
         })
     }
@@ -552,7 +566,10 @@ impl Service {
     ) -> Result<Role, AppError> {
         let code = code.trim().to_lowercase();
         let mut errors = Vec::new();
-        if !code_ok(&code) {
+        // A workspace role named like an instance role would read as one to anything that
+        // looks at role names alone.
+        let shadows = workspace_id.is_some() && crate::admin::GLOBAL_ROLES.contains(&code.as_str());
+        if !code_ok(&code) || shadows {
             errors.push(FieldError::new("code", "invalid"));
         }
         let mut permissions = permissions;
@@ -796,8 +813,33 @@ impl Service {
         let scope = Scope::Workspace(workspace_id);
         self.require_permission(p, Permission::MembersWrite, scope)
             .await?;
-        self.add_member(Some(p.account_id), workspace_id, input?, meta)
+        let input = input?;
+        self.require_roles_delegable(p, workspace_id, &input.roles)
+            .await?;
+        self.add_member(Some(p.account_id), workspace_id, input, meta)
             .await
+    }
+
+    /// `PERMISSION_REQUIRED` unless the caller may hand out every permission the roles
+    /// named `codes` carry in `workspace_id` (see [`Service::require_delegable`]). Unknown
+    /// codes are left for the validation that follows.
+    async fn require_roles_delegable(
+        &self,
+        p: &Principal,
+        workspace_id: Id,
+        codes: &[String],
+    ) -> Result<(), AppError> {
+        let mut roles = Vec::new();
+        for code in codes {
+            let found = self
+                .store
+                .role_for(Some(workspace_id), code.trim())
+                .await
+                .map_err(store_err)?;
+            roles.extend(found);
+        }
+        let (_, wanted) = flatten(&roles);
+        self.require_delegable(p, workspace_id, &wanted).await
     }
 
     /// A workspace's members (`members:read` there), with the page they answer.
@@ -843,6 +885,10 @@ impl Service {
             .member_in_reach(p, Permission::MembersWrite, id)
             .await?;
         let input = input?;
+        if grant {
+            self.require_roles_delegable(p, m.workspace_id, &input.roles)
+                .await?;
+        }
         self.change_member_roles(
             Some(p.account_id),
             &m,
@@ -864,6 +910,10 @@ impl Service {
         let scope = input.workspace_id.map_or(Scope::Instance, Scope::Workspace);
         self.require_permission(p, Permission::RolesWrite, scope)
             .await?;
+        if let Some(ws) = input.workspace_id {
+            let wanted = PermissionSet::from_names(input.permissions.iter().map(String::as_str));
+            self.require_delegable(p, ws, &wanted).await?;
+        }
         self.create_role(
             Some(p.account_id),
             &input.code,

@@ -166,15 +166,35 @@ pub fn new_recovery_codes() -> Result<Vec<String>, AppError> {
         .collect()
 }
 
-/// What the store keeps for a recovery code: hex SHA-256 of its normalized form (dashes and
-/// spaces dropped, lowercase), so typing it differently still matches.
-pub fn recovery_hash(code: &str) -> String {
-    let norm: String = code
-        .chars()
+/// A recovery code as typed, without separators and case.
+fn normalize_recovery_code(code: &str) -> String {
+    code.chars()
         .filter(|c| !matches!(c, '-' | ' '))
         .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The stored verifier of a recovery code: `h1:` and the hex of an HMAC-SHA-256 under the
+/// server's encryption key. Codes carry only 50 bits; keyed, a stolen database does not let
+/// anyone test guesses offline.
+pub fn recovery_hash(key: &[u8; 32], code: &str) -> Result<String, AppError> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
+    mac.update(b"gatehouse recovery code\0");
+    mac.update(normalize_recovery_code(code).as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect();
-    Sha256::digest(norm.as_bytes())
+    Ok(format!("h1:{hex}"))
+}
+
+/// The unkeyed SHA-256 verifier earlier versions stored; still accepted for codes issued
+/// before the switch, until they are used or regenerated.
+pub fn legacy_recovery_hash(code: &str) -> String {
+    Sha256::digest(normalize_recovery_code(code).as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -282,7 +302,15 @@ mod tests {
         assert_eq!(unique.len(), 10);
         assert_eq!(codes[0].len(), 11);
         let upper = codes[0].to_uppercase().replace('-', " ");
-        assert_eq!(recovery_hash(&codes[0]), recovery_hash(&upper));
+        let key = [7u8; 32];
+        assert_eq!(
+            recovery_hash(&key, &codes[0]).unwrap(),
+            recovery_hash(&key, &upper).unwrap()
+        );
+        assert_eq!(
+            legacy_recovery_hash(&codes[0]),
+            legacy_recovery_hash(&upper)
+        );
     }
 
     #[test]

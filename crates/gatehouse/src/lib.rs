@@ -2,5 +2,6 @@
 //! integration tests start exactly what `gatehouse serve` starts.
 
 pub mod config;
+pub mod datadir;
 pub mod server;
 pub mod telemetry;

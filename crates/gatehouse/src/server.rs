@@ -18,6 +18,13 @@ pub async fn service(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
         max_connections: cfg.database.max_connections,
         acquire_timeout: Duration::from_millis(cfg.database.acquire_timeout_ms),
     };
+    if let Some(db) = crate::datadir::sqlite_path(&cfg.database.url) {
+        let loose = crate::datadir::prepare(&db)
+            .with_context(|| format!("cannot prepare the database file {}", db.display()))?;
+        for warning in loose {
+            tracing::warn!("{warning}");
+        }
+    }
     let store = gatehouse_store::connect(&cfg.database.url, &pool)
         .await
         .map_err(|e| {
@@ -36,6 +43,11 @@ pub async fn service(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<
             )
         })?;
     let mut core = cfg.core();
+    if core.password.insecure_fast_hashing {
+        tracing::warn!(
+            "password.insecure_fast_hashing is on: Argon2 costs below OWASP's minimums are allowed; never use this outside a test suite"
+        );
+    }
     if core.secrets.encryption_key.is_none() {
         core.secrets.encryption_key = Some(local_encryption_key(&cfg.database.url)?);
     }

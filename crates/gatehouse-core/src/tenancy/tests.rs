@@ -54,9 +54,11 @@ async fn world() -> World {
         .unwrap();
     let clock: Arc<dyn gatehouse_domain::ports::Clock> = Arc::new(SystemClock);
     let cache = Arc::new(gatehouse_cache::MemoryCache::new(clock.clone()));
-    let svc = Service::new(store, cache, clock, CoreConfig::default())
-        .await
-        .unwrap();
+    let mut cfg = CoreConfig::default();
+    cfg.secrets.encryption_key = Some(gatehouse_domain::Secret::new(
+        crate::totp::new_key_text().unwrap(),
+    ));
+    let svc = Service::new(store, cache, clock, cfg).await.unwrap();
     let meta = RequestMeta::default();
     let account = |email: &str, roles: &[&str]| CreateUser {
         email: email.into(),

@@ -17,7 +17,8 @@ fn gatehouse(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.env("GATEHOUSE_PASSWORD__ARGON2_MEMORY_KIB", "256")
-        .env("GATEHOUSE_PASSWORD__ARGON2_ITERATIONS", "1");
+        .env("GATEHOUSE_PASSWORD__ARGON2_ITERATIONS", "1")
+        .env("GATEHOUSE_PASSWORD__INSECURE_FAST_HASHING", "true");
     for (k, v) in env {
         cmd.env(k, v);
     }

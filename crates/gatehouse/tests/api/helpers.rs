@@ -135,6 +135,7 @@ pub fn base_config() -> Config {
     };
     c.password.argon2_memory_kib = 256;
     c.password.argon2_iterations = 1;
+    c.password.insecure_fast_hashing = true;
     c.log.level = "warn".into();
     // Tests fire many requests from 127.0.0.1; rate-limit tests set their own small limits.
     c.rate_limit.credential_per_minute = 10_000;

@@ -9,6 +9,7 @@ mod admin;
 mod browser;
 mod cli;
 mod errors;
+mod hardening;
 mod keys;
 mod login;
 mod mfa;

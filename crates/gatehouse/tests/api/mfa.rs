@@ -48,19 +48,19 @@ fn the_tests_own_totp_matches_rfc6238() {
 }
 
 /// The code the server accepts right now.
-fn code_now(app: &TestApp, secret: &str) -> String {
+pub(crate) fn code_now(app: &TestApp, secret: &str) -> String {
     totp(secret, app.now().unix_seconds())
 }
 
 /// A wrong code (the current one, shifted).
-fn wrong(code: &str) -> String {
+pub(crate) fn wrong(code: &str) -> String {
     let n: u32 = code.parse().unwrap();
     format!("{:06}", (n + 1) % 1_000_000)
 }
 
 /// Asserts a half-finished login hands out nothing that works as a credential.
 #[track_caller]
-fn assert_no_tokens(r: &Reply) {
+pub(crate) fn assert_no_tokens(r: &Reply) {
     let text = r.body.to_string();
     assert!(
         !text.contains("eyJ") && !text.contains("refreshToken") && !text.contains("accessToken"),
@@ -76,12 +76,12 @@ fn assert_no_tokens(r: &Reply) {
 }
 
 /// POST JSON with `client` (keeping its cookies).
-async fn post_with(app: &TestApp, client: &Client, path: &str, body: Value) -> Reply {
+pub(crate) async fn post_with(app: &TestApp, client: &Client, path: &str, body: Value) -> Reply {
     Reply::of(client.post(app.url(path)).json(&body).send().await.unwrap()).await
 }
 
 /// Logs in with extra body fields.
-async fn login_body(app: &TestApp, client: &Client, body: Value) -> Reply {
+pub(crate) async fn login_body(app: &TestApp, client: &Client, body: Value) -> Reply {
     let csrf = app.csrf_for(client).await;
     Reply::of(
         client
@@ -97,8 +97,13 @@ async fn login_body(app: &TestApp, client: &Client, body: Value) -> Reply {
 
 /// Creates `email`, turns TOTP on for it, and returns (secret, recovery codes). The clock
 /// is then moved on a step, so the code used to confirm is not the current one.
-async fn enrolled(app: &TestApp, email: &str) -> (String, Vec<String>) {
+pub(crate) async fn enrolled(app: &TestApp, email: &str) -> (String, Vec<String>) {
     app.user(email).await;
+    enable_totp(app, email).await
+}
+
+/// Turns TOTP on for the existing account `email`; see [`enrolled`].
+pub(crate) async fn enable_totp(app: &TestApp, email: &str) -> (String, Vec<String>) {
     let (access, _) = app.tokens(email).await;
     let r = app
         .post_auth("/api/v1/auth/totp/enroll", &access, json!({}))
@@ -131,7 +136,7 @@ async fn challenge(app: &TestApp, client: &Client, email: &str) -> String {
     data["challengeToken"].as_str().unwrap().to_string()
 }
 
-async fn set_settings(app: &TestApp, admin: &str, body: Value) -> Reply {
+pub(crate) async fn set_settings(app: &TestApp, admin: &str, body: Value) -> Reply {
     Reply::of(
         browser()
             .patch(app.url("/api/v1/admin/settings"))

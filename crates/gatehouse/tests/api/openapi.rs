@@ -3,17 +3,20 @@
 use crate::helpers::*;
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openapi_lists_every_route_and_every_code() {
-    let app = spawn_app(Backend::Sqlite).await;
-    let doc: Value = browser()
+/// The served `/openapi.json`.
+async fn document(app: &TestApp) -> Value {
+    let res = browser()
         .get(app.url("/openapi.json"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    res.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route_and_every_code() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = document(&app).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let routes = gatehouse_http::route_docs();
@@ -83,14 +86,7 @@ async fn every_documented_route_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_a_route_gives_is_documented() {
     let app = spawn_app_with(Backend::Sqlite, |c| c.rate_limit.enabled = false).await;
-    let doc: Value = browser()
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     let mut undocumented = Vec::new();
     for r in gatehouse_http::route_docs() {
         let path = r.path.replace("{id}", &uuid::Uuid::now_v7().to_string());

@@ -25,6 +25,7 @@ async fn no_secret_reaches_logs_or_database() {
         .env("GATEHOUSE_BOOTSTRAP_ADMIN_PASSWORD", admin_password)
         .env("GATEHOUSE_PASSWORD__ARGON2_MEMORY_KIB", "256")
         .env("GATEHOUSE_PASSWORD__ARGON2_ITERATIONS", "1")
+        .env("GATEHOUSE_PASSWORD__INSECURE_FAST_HASHING", "true")
         .env("GATEHOUSE_LOG__LEVEL", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

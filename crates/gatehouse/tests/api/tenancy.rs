@@ -440,6 +440,102 @@ async fn workspace_admins_manage_only_their_workspace(b: Backend) {
     .expect(403, "PERMISSION_REQUIRED");
 }
 
+async fn delegated_admins_hand_out_only_what_they_hold(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    let ws = workspace(&app, &admin, "gamma").await;
+    let g1 = branch(&app, &admin, &ws, "g1").await;
+    app.post_auth(
+        "/api/v1/admin/roles",
+        &admin,
+        json!({ "code": "delegate", "workspaceId": ws,
+                "permissions": ["members:read", "members:write", "roles:read", "roles:write"] }),
+    )
+    .await
+    .expect(201, "OK");
+    let carol = app.user("carol@example.com").await;
+    let m = member(
+        &app,
+        &admin,
+        &ws,
+        &carol.id.to_string(),
+        &[&g1],
+        &["delegate"],
+    )
+    .await;
+    let (token, _) = app.tokens("carol@example.com").await;
+    let role =
+        |code: &str, perms: Value| json!({ "code": code, "workspaceId": ws, "permissions": perms });
+
+    // Never the wildcard, never a permission they lack.
+    let r = app
+        .post_auth("/api/v1/admin/roles", &token, role("boss", json!(["*"])))
+        .await;
+    r.expect(403, "PERMISSION_REQUIRED");
+    assert_eq!(r.body["errors"][0]["code"], "*");
+    let r = app
+        .post_auth(
+            "/api/v1/admin/roles",
+            &token,
+            role("auditor", json!(["members:read", "audit:read"])),
+        )
+        .await;
+    r.expect(403, "PERMISSION_REQUIRED");
+    assert_eq!(r.body["errors"][0]["code"], "audit:read");
+    // What they hold, they may hand on.
+    app.post_auth(
+        "/api/v1/admin/roles",
+        &token,
+        role("reader", json!(["members:read"])),
+    )
+    .await
+    .expect(201, "OK");
+    // No workspace role may be named like an instance role, not even by an instance admin.
+    for who in [&token, &admin] {
+        app.post_auth(
+            "/api/v1/admin/roles",
+            who,
+            role("admin", json!(["members:read"])),
+        )
+        .await
+        .expect(400, "VALIDATION_ERROR");
+    }
+    // A role with more than they hold cannot be granted by them, to themselves or others.
+    app.post_auth(
+        "/api/v1/admin/roles",
+        &admin,
+        role("wide", json!(["members:read", "branches:write"])),
+    )
+    .await
+    .expect(201, "OK");
+    let id = m["id"].as_str().unwrap();
+    let r = app
+        .post_auth(
+            &format!("/api/v1/admin/members/{id}/roles"),
+            &token,
+            json!({ "roles": ["wide"] }),
+        )
+        .await;
+    r.expect(403, "PERMISSION_REQUIRED");
+    assert_eq!(r.body["errors"][0]["code"], "branches:write");
+    let dave = app.user("dave@example.com").await;
+    app.post_auth(
+        &format!("/api/v1/admin/workspaces/{ws}/members"),
+        &token,
+        json!({ "accountId": dave.id, "branchIds": [g1], "roles": ["wide"] }),
+    )
+    .await
+    .expect(403, "PERMISSION_REQUIRED");
+    // The instance admin may.
+    app.post_auth(
+        &format!("/api/v1/admin/members/{id}/roles"),
+        &admin,
+        json!({ "roles": ["wide"] }),
+    )
+    .await
+    .expect(200, "OK");
+}
+
 async fn removed_role_takes_effect_at_next_refresh(b: Backend) {
     let app = spawn_app(b).await;
     let admin = app.admin_token().await;
@@ -457,7 +553,8 @@ async fn removed_role_takes_effect_at_next_refresh(b: Backend) {
     )
     .await;
     let (access, refresh_token) = app.tokens("alice@example.com").await;
-    assert_eq!(claims(&access)["roles"], json!(["ws-admin"]));
+    // Workspace roles are namespaced in tokens: never mistaken for an instance role.
+    assert_eq!(claims(&access)["roles"], json!(["ws:ws-admin"]));
     let id = m["id"].as_str().unwrap();
     let r = app
         .post_auth(
@@ -703,6 +800,7 @@ backend_tests!(
     branch_endpoints_need_a_branch_context,
     workspace_admins_manage_only_their_workspace,
     removed_role_takes_effect_at_next_refresh,
+    delegated_admins_hand_out_only_what_they_hold,
     password_login_switch_refuses_users_but_not_admins,
     registration_follows_the_switch_and_reveals_no_accounts,
     admin_tenancy_api_validates_and_paginates,
@@ -716,6 +814,7 @@ fn cli(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::proces
         .env("GATEHOUSE_DATABASE__URL", "sqlite:./gh.db")
         .env("GATEHOUSE_PASSWORD__ARGON2_MEMORY_KIB", "256")
         .env("GATEHOUSE_PASSWORD__ARGON2_ITERATIONS", "1")
+        .env("GATEHOUSE_PASSWORD__INSECURE_FAST_HASHING", "true")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

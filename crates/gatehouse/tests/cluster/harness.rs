@@ -177,6 +177,10 @@ impl ClusterEnv {
             ("GATEHOUSE_JWT__KEY_REFRESH_SECONDS", "1".to_string()),
             ("GATEHOUSE_PASSWORD__ARGON2_MEMORY_KIB", "256".to_string()),
             ("GATEHOUSE_PASSWORD__ARGON2_ITERATIONS", "1".to_string()),
+            (
+                "GATEHOUSE_PASSWORD__INSECURE_FAST_HASHING",
+                "true".to_string(),
+            ),
             ("GATEHOUSE_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL.to_string()),
             (
                 "GATEHOUSE_BOOTSTRAP_ADMIN_PASSWORD",
