@@ -153,7 +153,11 @@ fn body_schema(name: &str, ty: &str, required: bool, json_body: bool) -> Value {
             schema["pattern"] = json!("^[a-z0-9_][a-z0-9_-]{0,63}$");
         }
         "mfaPolicy" => {
-            let all: Vec<&str> = MfaPolicy::ALL.iter().map(|p| p.as_str()).collect();
+            let mut all: Vec<Value> = MfaPolicy::ALL.iter().map(|p| json!(p.as_str())).collect();
+            // `enum` restricts `null` too: an optional field lists it.
+            if !required && json_body {
+                all.push(Value::Null);
+            }
             schema["enum"] = json!(all);
         }
         _ if required => {

@@ -217,7 +217,7 @@ async fn created_and_query_errors_are_documented() {
     let settings = body("patch", "/api/v1/admin/settings");
     assert_eq!(
         settings["mfaPolicy"]["enum"],
-        serde_json::json!(["off", "optional", "required"])
+        serde_json::json!(["off", "optional", "required", null])
     );
 
     let admin = app.admin_token().await;
