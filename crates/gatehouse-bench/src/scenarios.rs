@@ -242,6 +242,14 @@ fn server_env(db: &str, cache: &str, argon: (u32, u32, u32)) -> Vec<(String, Str
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // The scale scenario runs with Argon2 costs below OWASP's minimums (hashing is not what
+    // it measures); the server refuses those unless told they are for testing.
+    if argon != ARGON_DEFAULT {
+        v.push((
+            "GATEHOUSE_PASSWORD__INSECURE_FAST_HASHING".into(),
+            "true".into(),
+        ));
+    }
     v.push((
         "GATEHOUSE_PASSWORD__ARGON2_MEMORY_KIB".into(),
         argon.0.to_string(),

@@ -61,7 +61,9 @@ impl Csrf {
             return Err(invalid());
         };
         let issued: i64 = issued.parse().map_err(|_| invalid())?;
-        let age = now.unix_seconds() - issued;
+        // Checked: a client-chosen issue time near `i64::MIN` must not overflow (found by
+        // the `csrf_check` fuzz target).
+        let age = now.unix_seconds().checked_sub(issued).ok_or_else(invalid)?;
         if !(-60..=self.max_age_secs).contains(&age) {
             return Err(invalid());
         }
@@ -112,5 +114,13 @@ mod tests {
         );
         let other_key = Csrf::new(vec![8u8; 32], 3600);
         assert!(other_key.check(Some(&t), Some("b"), now).is_err());
+    }
+
+    #[test]
+    fn an_issue_time_far_in_the_past_is_refused_not_overflowed() {
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let token = format!("{}.x.y", i64::MIN);
+        let err = csrf().check(Some(&token), Some("b"), now).unwrap_err();
+        assert_eq!(err.code, Code::CSRF_INVALID);
     }
 }

@@ -216,6 +216,7 @@ pub fn routes() -> Routes {
                     ("roles", "array", false),
                 ],
                 codes: &[C::OK, C::CONFLICT, C::PASSWORD_POLICY_VIOLATION],
+                created: true,
                 ..RouteDoc::new("POST", "/api/v1/admin/users", ADMIN, "Create an account")
             },
             post(admin_create_user),

@@ -18,6 +18,15 @@ mod rate_limit;
 pub use context::RequestCtx;
 pub use net::TrustedProxies;
 
+/// The parsers of untrusted input that live in private modules, reachable by the fuzz
+/// targets in `fuzz/` (a separate crate); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::body::{Fields, JsonBody};
+    pub use crate::cookies::{CSRF, DEVICE, REFRESH, SESSION, get as cookie, name as cookie_name};
+    pub use crate::envelope::ApiError;
+}
+
 use axum::Router;
 use gatehouse_core::Service;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 use crate::AppState;
 use axum::Router;
 use axum::routing::MethodRouter;
+use gatehouse_core::login::MfaPolicy;
 use gatehouse_domain::{Code, Locale};
 use serde_json::{Map, Value, json};
 
@@ -38,6 +39,8 @@ pub struct RouteDoc {
     /// The media type of a 200 answer that is a document of its own, not an envelope
     /// (`/openapi.json`, the JWKS, metrics).
     pub plain: Option<&'static str>,
+    /// Success is `201 Created` (with the new resource), not `200`.
+    pub created: bool,
 }
 
 impl RouteDoc {
@@ -59,6 +62,7 @@ impl RouteDoc {
             codes: &[],
             html: false,
             plain: None,
+            created: false,
         }
     }
 }
@@ -111,11 +115,69 @@ const COMMON: &[Code] = &[
     Code::INTERNAL_ERROR,
 ];
 
+/// The schema of a query parameter, by its name: the paging and id rules every list route
+/// applies (`api::page_of`, `api::opt_id`), timestamps as RFC 3339, anything else a string.
+fn query_schema(name: &str) -> Value {
+    match name {
+        "page" => json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
+        "pageSize" => json!({ "type": "integer", "minimum": 1, "maximum": 100 }),
+        "from" | "to" => json!({ "type": "string", "format": "date-time" }),
+        n if n.ends_with("Id") => json!({ "type": "string", "format": "uuid" }),
+        _ => json!({ "type": "string" }),
+    }
+}
+
+/// The schema of a JSON body field: its type, plus the rules the handlers apply to fields of
+/// that name (ids are UUIDs, `email` an address, `slug` the workspace slug rule, `mfaPolicy`
+/// one of the policies). In a JSON body, a required string must not be blank
+/// (`Fields::req_str` refuses a blank one as missing), and an optional field may be `null`
+/// (`Fields` reads `null` as absent).
+fn body_schema(name: &str, ty: &str, required: bool, json_body: bool) -> Value {
+    let required = required && json_body;
+    let ty_value = if json_body && !required {
+        json!([ty, "null"])
+    } else {
+        json!(ty)
+    };
+    let mut schema = json!({ "type": ty_value });
+    if ty == "array" {
+        schema["items"] = json!({ "type": "string" });
+    }
+    if ty != "string" {
+        return schema;
+    }
+    match name {
+        n if n.ends_with("Id") => schema["format"] = json!("uuid"),
+        "email" => schema["format"] = json!("email"),
+        "slug" => {
+            schema["pattern"] = json!("^[a-z0-9_][a-z0-9_-]{0,63}$");
+        }
+        "mfaPolicy" => {
+            let mut all: Vec<Value> = MfaPolicy::ALL.iter().map(|p| json!(p.as_str())).collect();
+            // `enum` restricts `null` too: an optional field lists it.
+            if !required && json_body {
+                all.push(Value::Null);
+            }
+            schema["enum"] = json!(all);
+        }
+        _ if required => {
+            schema["minLength"] = json!(1);
+            schema["pattern"] = json!("\\S");
+        }
+        _ => {}
+    }
+    schema
+}
+
 /// Builds the OpenAPI 3.1 document.
 pub fn document(routes: &[RouteDoc]) -> Value {
     let mut paths = Map::new();
     for r in routes {
         let mut codes: Vec<Code> = r.codes.to_vec();
+        // A JSON route checks its query string (repeats, bad encoding, values): 400.
+        if !r.query.is_empty() && !r.html {
+            codes.push(Code::VALIDATION_ERROR);
+        }
         if !r.body.is_empty() {
             codes.extend([
                 Code::VALIDATION_ERROR,
@@ -145,6 +207,14 @@ pub fn document(routes: &[RouteDoc]) -> Value {
         if !r.html {
             codes.extend(COMMON);
         }
+        // One mention per code, even when several rules bring it in.
+        let mut unique: Vec<Code> = Vec::with_capacity(codes.len());
+        for c in codes {
+            if !unique.contains(&c) {
+                unique.push(c);
+            }
+        }
+        let codes = unique;
         let mut responses = Map::new();
         if let Some(media) = r.plain {
             responses.insert(
@@ -153,7 +223,11 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             );
         }
         for code in &codes {
-            let status = code.status().to_string();
+            let status = if r.created && code.is_success() {
+                "201".to_string()
+            } else {
+                code.status().to_string()
+            };
             let entry = responses.entry(status).or_insert_with(|| {
                 if r.html {
                     return json!({ "description": "", "content": { "text/html": {} } });
@@ -192,7 +266,9 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
-        params.extend(r.query.iter().map(|q| json!({ "name": q, "in": "query", "required": false, "schema": { "type": "string" } })));
+        params.extend(r.query.iter().map(
+            |q| json!({ "name": q, "in": "query", "required": false, "schema": query_schema(q) }),
+        ));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
@@ -200,13 +276,8 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             let props: Map<String, Value> = r
                 .body
                 .iter()
-                .map(|(name, ty, _)| {
-                    let schema = if *ty == "array" {
-                        json!({ "type": "array", "items": { "type": "string" } })
-                    } else {
-                        json!({ "type": ty })
-                    };
-                    (name.to_string(), schema)
+                .map(|(name, ty, required)| {
+                    (name.to_string(), body_schema(name, ty, *required, !r.html))
                 })
                 .collect();
             let required: Vec<&str> = r.body.iter().filter(|f| f.2).map(|f| f.0).collect();

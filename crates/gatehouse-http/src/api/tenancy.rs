@@ -91,6 +91,7 @@ pub fn routes() -> Routes {
                 security: Security::Admin,
                 body: &[("slug", "string", true), ("name", "string", true)],
                 codes: &[C::OK, C::CONFLICT],
+                created: true,
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/admin/workspaces",
@@ -145,6 +146,7 @@ pub fn routes() -> Routes {
                 security: Security::Admin,
                 body: &[("code", "string", true), ("name", "string", true)],
                 codes: &[C::OK, C::CONFLICT, C::NOT_FOUND],
+                created: true,
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/admin/workspaces/{id}/branches",
@@ -203,6 +205,7 @@ pub fn routes() -> Routes {
                     ("roles", "array", false),
                 ],
                 codes: &[C::OK, C::CONFLICT, C::NOT_FOUND],
+                created: true,
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/admin/workspaces/{id}/members",
@@ -289,6 +292,7 @@ pub fn routes() -> Routes {
                     ("workspaceId", "string", false),
                 ],
                 codes: &[C::OK, C::CONFLICT],
+                created: true,
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/admin/roles",
