@@ -166,18 +166,35 @@ impl Keyring {
             return Ok(());
         }
         let keys = store.signing_keys().await?;
-        match keys
+        if !keys
             .iter()
-            .find(|k| k.alg == "EdDSA" && k.retired_at.is_none())
+            .any(|k| k.alg == "EdDSA" && k.retired_at.is_none())
         {
-            None => store.insert_first_signing_key(&self.generate(now)?).await?,
-            // The store has no way to rewrite a key in place, so a key written in clear
-            // stays readable and is replaced, sealed, at the next rotation.
-            Some(k) if k.private_key.len() == ED25519_KEY_BYTES => tracing::warn!(
-                kid = %k.kid,
-                "the current signing key is stored in clear (written by an earlier version); run `gatehouse keys rotate` to replace it with a sealed one"
-            ),
-            Some(_) => {}
+            store.insert_first_signing_key(&self.generate(now)?).await?;
+        }
+        // Keys written in clear by versions before sealing are sealed in place, keeping
+        // their kid, so tokens already issued stay valid. Instances racing here are fine:
+        // the update is conditional, and either instance's sealed form opens.
+        let clear = keys
+            .iter()
+            .filter(|k| k.private_key.len() == ED25519_KEY_BYTES);
+        for k in clear {
+            let Some(sealing_key) = self.sealing_key.as_deref() else {
+                tracing::warn!(kid = %k.kid, "a signing key is stored in clear and secrets.encryption_key is not set to seal it");
+                continue;
+            };
+            let mut sealed = SEALED_V1.to_vec();
+            sealed.extend(seal::seal(
+                sealing_key,
+                Purpose::SigningKey(&k.kid),
+                &k.private_key,
+            )?);
+            if store
+                .reseal_signing_key(&k.kid, &k.private_key, &sealed)
+                .await?
+            {
+                tracing::info!(kid = %k.kid, "sealed a signing key stored in clear by an earlier version");
+            }
         }
         Ok(())
     }
@@ -543,6 +560,14 @@ mod tests {
                 keys.push(key.clone());
             }
             Ok(())
+        }
+
+        async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+            let mut keys = self.0.lock().unwrap();
+            let row = keys
+                .iter_mut()
+                .find(|k| k.kid == kid && k.private_key == old);
+            Ok(row.map(|k| k.private_key = new.to_vec()).is_some())
         }
     }
 
@@ -975,19 +1000,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keys_written_in_clear_keep_working_until_rotated_away() {
+    async fn keys_written_in_clear_are_sealed_in_place_and_keep_working() {
+        // Without an encryption key a clear row is read as is.
+        let bare_store = MemKeys::default();
+        bare_store.0.lock().unwrap().push(legacy_row(5));
+        let bare = Keyring::new(JwtConfig::default(), &SecretsConfig::default());
+        bare.load(&bare_store, now()).await.unwrap();
+        let old = bare.sign(&claims()).unwrap();
+        assert!(bare.verify(&old, now()).is_ok());
+
+        // With one, start-up seals it in place: same kid, so its tokens stay valid.
         let store = MemKeys::default();
         store.0.lock().unwrap().push(legacy_row(5));
         let ring = ed_ring(&store).await;
-        // ensure_key left it in place: it signs and verifies as before.
         assert_eq!(store.0.lock().unwrap().len(), 1);
+        assert_eq!(private_key_storage(&store.0.lock().unwrap()[0]), "sealed");
         assert_eq!(ring.signing_kid().as_deref(), Some("legacy-5"));
-        let old = ring.sign(&claims()).unwrap();
         assert!(ring.verify(&old, now()).is_ok());
-        // Even without an encryption key.
-        let bare = Keyring::new(JwtConfig::default(), &SecretsConfig::default());
-        bare.load(&store, now()).await.unwrap();
-        assert!(bare.verify(&bare.sign(&claims()).unwrap(), now()).is_ok());
+        assert!(ring.verify(&ring.sign(&claims()).unwrap(), now()).is_ok());
         // The next rotation writes a sealed key; the clear one still verifies its tokens.
         ring.rotate(&store, now()).await.unwrap();
         assert!(
@@ -999,7 +1029,7 @@ mod tests {
         assert!(ring.verify(&old, now()).is_ok());
         let rows = store.0.lock().unwrap().clone();
         assert_eq!(private_key_storage(&rows[0]), "sealed");
-        assert_eq!(private_key_storage(&rows[1]), "clear");
+        assert_eq!(private_key_storage(&rows[1]), "sealed");
     }
 
     #[tokio::test]

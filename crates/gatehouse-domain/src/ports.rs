@@ -135,6 +135,9 @@ pub trait KeyStore: Send + Sync {
     async fn rotate_signing_key(&self, key: &SigningKey, now: Timestamp) -> StoreResult<()>;
     /// Adds `key` only if no signing key exists yet (first start; safe under races).
     async fn insert_first_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Replaces key `kid`'s stored private half `old` by `new` (sealing a key written in
+    /// clear) in one conditional update; `false` if the row no longer holds `old`.
+    async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool>;
 }
 
 /// Instance settings and server secrets, as JSON values by key.

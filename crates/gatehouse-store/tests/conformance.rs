@@ -191,6 +191,9 @@ conformance! {
     case_insert_first_signing_key_after_a_rotation_adds_nothing =>
         insert_first_signing_key_after_a_rotation_adds_nothing_sqlite,
         insert_first_signing_key_after_a_rotation_adds_nothing_postgres;
+    case_reseal_signing_key_replaces_only_the_value_it_was_given =>
+        reseal_signing_key_replaces_only_the_value_it_was_given_sqlite,
+        reseal_signing_key_replaces_only_the_value_it_was_given_postgres;
     case_rotate_signing_key_retires_the_previous_key =>
         rotate_signing_key_retires_the_previous_key_sqlite,
         rotate_signing_key_retires_the_previous_key_postgres;
@@ -1516,6 +1519,40 @@ async fn case_session_by_refresh_token_finds_the_session_whatever_the_token_stat
 // ---------------------------------------------------------------------------------------
 // Signing keys
 // ---------------------------------------------------------------------------------------
+
+async fn case_reseal_signing_key_replaces_only_the_value_it_was_given(store: Arc<dyn Store>) {
+    let key = signing_key("k1", at(0));
+    store.insert_first_signing_key(&key).await.unwrap();
+
+    let sealed = b"GHK1-sealed-bytes".to_vec();
+    assert!(
+        store
+            .reseal_signing_key("k1", &key.private_key, &sealed)
+            .await
+            .unwrap()
+    );
+    // A second instance racing with the same old value changes nothing.
+    assert!(
+        !store
+            .reseal_signing_key("k1", &key.private_key, b"other")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .reseal_signing_key("nope", &sealed, b"other")
+            .await
+            .unwrap()
+    );
+
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].private_key, sealed);
+    assert_eq!(
+        (keys[0].public_key.clone(), keys[0].retired_at),
+        (key.public_key, None)
+    );
+}
 
 async fn case_insert_first_signing_key_twice_keeps_the_first(store: Arc<dyn Store>) {
     let first = signing_key("k1", at(0));

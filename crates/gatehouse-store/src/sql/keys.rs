@@ -64,6 +64,19 @@ impl KeyStore for Adapter {
         }
         tx.commit().await.map_err(map_err)
     }
+
+    async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE signing_key SET private_key = $1 WHERE kid = $2 AND private_key = $3",
+        )
+        .bind(new)
+        .bind(kid)
+        .bind(old)
+        .execute(self.writer())
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// Inserts `key` as a live (unretired) signing key.

@@ -30,7 +30,7 @@ fn claims(now: Timestamp) -> Claims {
 }
 
 #[tokio::test]
-async fn signing_keys_are_sealed_and_clear_legacy_keys_keep_working() {
+async fn signing_keys_are_sealed_and_clear_legacy_keys_are_sealed_in_place() {
     let dir = std::env::temp_dir().join(format!("gh-keys-{}", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite:{}", dir.join("gatehouse.db").display());
     let mut config = base_config();
@@ -55,11 +55,15 @@ async fn signing_keys_are_sealed_and_clear_legacy_keys_keep_working() {
         .await
         .unwrap();
 
-    // It still signs and verifies.
+    // Start-up seals it in place, under the same kid: it still signs and verifies.
     let svc = gatehouse::server::service(&config, Arc::new(SystemClock))
         .await
         .unwrap();
     assert_eq!(svc.keys.signing_kid().as_deref(), Some("legacy-clear"));
+    let rows = store.signing_keys().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(private_key_storage(&rows[0]), "sealed");
+    assert_ne!(rows[0].private_key, legacy.to_bytes().to_vec());
     let old_token = svc.keys.sign(&claims(now)).unwrap();
     assert!(svc.keys.verify(&old_token, now).is_ok());
 
@@ -82,12 +86,12 @@ async fn signing_keys_are_sealed_and_clear_legacy_keys_keep_working() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("legacy-clear") && l.ends_with("clear")),
+            .any(|l| l.starts_with("legacy-clear") && l.ends_with("sealed")),
         "{stdout}"
     );
 
     // The new row holds no clear private key; this instance picks it up from the first token
-    // that names it, and the clear key's tokens keep verifying.
+    // that names it, and the old key's tokens keep verifying.
     let rows = store.signing_keys().await.unwrap();
     let new = &rows[0];
     assert_ne!(new.kid, "legacy-clear");
