@@ -165,6 +165,11 @@ pub fn field_message(code: &str, locale: Locale) -> &'static str {
         ("unknown_field", Locale::En) => "This field is not recognised",
         ("unknown_field", Locale::ZhCn) => "无法识别的字段",
         ("unknown_field", Locale::Vi) => "Trường này không được hỗ trợ",
+        ("last_admin", Locale::En) => "The last active administrator cannot be disabled",
+        ("last_admin", Locale::ZhCn) => "不能停用最后一个有效的管理员",
+        ("last_admin", Locale::Vi) => {
+            "Không thể vô hiệu hóa quản trị viên cuối cùng đang hoạt động"
+        }
         ("duplicate", Locale::En) => "This field appears more than once",
         ("duplicate", Locale::ZhCn) => "该字段重复出现",
         ("duplicate", Locale::Vi) => "Trường này xuất hiện nhiều lần",

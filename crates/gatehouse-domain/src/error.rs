@@ -107,6 +107,10 @@ impl From<StoreError> for AppError {
                 Self::with_source(Code::SERVICE_UNAVAILABLE, e).retry_after(1)
             }
             StoreError::Conflict => Self::new(Code::CONFLICT),
+            StoreError::LastAdmin => Self {
+                fields: vec![FieldError::new("status", "last_admin")],
+                ..Self::new(Code::CONFLICT)
+            },
             StoreError::Other(_) => Self::with_source(Code::INTERNAL_ERROR, e),
         }
     }

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A unique constraint was hit (e.g. the email is taken).
     #[error("conflict")]
     Conflict,
+    /// The change would leave the instance without an active admin.
+    #[error("the last active admin cannot be disabled")]
+    LastAdmin,
     /// Anything else: logged, and the request gets 500.
     #[error("store error: {0}")]
     Other(String),

@@ -246,7 +246,7 @@ pub fn routes() -> Routes {
         .at(
             RouteDoc {
                 security: Security::Admin,
-                codes: &[C::OK, C::NOT_FOUND],
+                codes: &[C::OK, C::NOT_FOUND, C::CONFLICT],
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/admin/users/{id}/disable",

@@ -27,6 +27,10 @@ pub(crate) trait Dialect: Send + Sync {
     /// `string_agg(role, ',')`; `account_row` splits them again.
     const ROLES_AGG: &'static str;
 
+    /// Appended to a `SELECT` to lock the rows it reads until the transaction ends
+    /// (` FOR UPDATE`); empty where the single writer already serializes transactions.
+    const LOCK_ROWS: &'static str;
+
     /// A login's writes (session, token, last-login stamps, audit row) in one round trip,
     /// with the parameters `$1`..`$24` that `commit_login` binds.
     const LOGIN_WRITES: &'static str;

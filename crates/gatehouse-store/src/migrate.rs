@@ -210,6 +210,9 @@ fn migrate_err(e: MigrateError) -> StoreError {
             StoreError::Conflict => StoreError::Other(format!(
                 "while applying migration {version}: unique constraint violated"
             )),
+            e @ StoreError::LastAdmin => {
+                StoreError::Other(format!("while applying migration {version}: {e}"))
+            }
         },
         MigrateError::VersionMismatch(version) => StoreError::Other(format!(
             "migration {version} was changed after it was applied: its checksum in {TABLE} \

@@ -83,6 +83,7 @@ impl Dialect for PgStore {
     const NAME: &'static str = "postgres";
 
     const ROLES_AGG: &'static str = "string_agg(role, ',')";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
 
     /// A login's writes as one statement (writable CTEs; the token's foreign key is checked at
     /// the end of the statement, after the session row exists); parameters as in

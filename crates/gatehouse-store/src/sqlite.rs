@@ -102,6 +102,7 @@ impl Dialect for SqliteStore {
     const NAME: &'static str = "sqlite";
 
     const ROLES_AGG: &'static str = "group_concat(role, ',')";
+    const LOCK_ROWS: &'static str = "";
 
     /// A login's writes as one batch of statements (one hand-off to the writer's thread);
     /// parameters as in `commit_login`.

@@ -11,7 +11,7 @@ use gatehouse_domain::model::{
     NewToken, Page, RefreshPolicy, Role, Rotation, Session, SessionStatus, SigningKey, Status,
     TokenKind, TrustedDevice, Workspace,
 };
-use gatehouse_domain::ports::{NewAccount, Store, StoreError};
+use gatehouse_domain::ports::{NewAccount, Store, StoreError, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
 use gatehouse_store::PoolOptions;
 use serde_json::json;
@@ -113,6 +113,12 @@ conformance! {
     case_disabling_an_account_revokes_its_active_sessions =>
         disabling_an_account_revokes_its_active_sessions_sqlite,
         disabling_an_account_revokes_its_active_sessions_postgres;
+    case_the_last_active_admin_cannot_be_disabled =>
+        the_last_active_admin_cannot_be_disabled_sqlite,
+        the_last_active_admin_cannot_be_disabled_postgres;
+    case_two_admins_disabling_each_other_leave_one =>
+        two_admins_disabling_each_other_leave_one_sqlite,
+        two_admins_disabling_each_other_leave_one_postgres;
     case_enabling_an_account_revokes_nothing =>
         enabling_an_account_revokes_nothing_sqlite,
         enabling_an_account_revokes_nothing_postgres;
@@ -690,6 +696,57 @@ async fn case_disabling_an_account_revokes_its_active_sessions(store: Arc<dyn St
     );
     let stored = store.account_by_id(ann.id).await.unwrap().expect("account");
     assert_eq!(stored.status, AccountStatus::Disabled);
+}
+
+async fn admin(store: &dyn Store, name: &str) -> Account {
+    let mut a = account(&format!("{name}@example.com"), None, at(0));
+    a.roles = vec!["admin".into()];
+    create(store, a, None).await
+}
+
+async fn disable(store: &dyn Store, id: Id) -> StoreResult<Option<(Account, Vec<Id>)>> {
+    store
+        .set_account_status(
+            id,
+            AccountStatus::Disabled,
+            at(SECOND),
+            &audit("account.disable", at(SECOND)),
+        )
+        .await
+}
+
+async fn case_the_last_active_admin_cannot_be_disabled(store: Arc<dyn Store>) {
+    let root = admin(&*store, "root").await;
+    let second = admin(&*store, "second").await;
+    let user = seed(&*store, "ann").await;
+    disable(&*store, second.id).await.unwrap().expect("exists");
+    let refused = disable(&*store, root.id).await;
+    assert!(matches!(refused, Err(StoreError::LastAdmin)), "{refused:?}");
+    let kept = store
+        .account_by_id(root.id)
+        .await
+        .unwrap()
+        .expect("account");
+    assert_eq!(kept.status, AccountStatus::Active);
+    // Other accounts are not affected by the rule.
+    disable(&*store, user.id).await.unwrap().expect("exists");
+}
+
+async fn case_two_admins_disabling_each_other_leave_one(store: Arc<dyn Store>) {
+    let a = admin(&*store, "a").await;
+    let b = admin(&*store, "b").await;
+    let (x, y) = tokio::join!(disable(&*store, a.id), disable(&*store, b.id));
+    let refused = [&x, &y]
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::LastAdmin)))
+        .count();
+    assert_eq!(refused, 1, "{x:?} {y:?}");
+    let mut active = 0;
+    for id in [a.id, b.id] {
+        let acc = store.account_by_id(id).await.unwrap().expect("account");
+        active += usize::from(acc.status == AccountStatus::Active);
+    }
+    assert_eq!(active, 1);
 }
 
 async fn case_enabling_an_account_revokes_nothing(store: Arc<dyn Store>) {

@@ -7,7 +7,7 @@ use crate::dialect::Dialect;
 use crate::map_err;
 use async_trait::async_trait;
 use gatehouse_domain::model::{Account, AccountStatus, AuditEvent, Page, Paged};
-use gatehouse_domain::ports::{AccountStore, NewAccount, StoreResult};
+use gatehouse_domain::ports::{AccountStore, NewAccount, StoreError, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
 
 /// The account matching `clause` (on alias `a`, its value bound as `$1`), if any.
@@ -138,6 +138,22 @@ impl AccountStore for Adapter {
         audit: &AuditEvent,
     ) -> StoreResult<Option<(Account, Vec<Id>)>> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
+        if status == AccountStatus::Disabled {
+            // The active admins, locked until commit, so two admins disabling each other
+            // at once cannot both pass the check.
+            let sql = format!(
+                "SELECT a.id FROM account a JOIN account_role r ON r.account_id = a.id \
+                 WHERE r.role = 'admin' AND a.status = 'ACTIVE'{}",
+                Adapter::LOCK_ROWS
+            );
+            let admins: Vec<Id> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if admins == [id] {
+                return Err(StoreError::LastAdmin);
+            }
+        }
         let done = sqlx::query("UPDATE account SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(status.as_str())
             .bind(now.millis())

@@ -261,6 +261,34 @@ async fn the_same_account_signs_in_again_after_a_lock_is_lifted(b: Backend) {
         .expect(200, "AUTH_MFA_REQUIRED");
 }
 
+async fn the_last_active_admin_cannot_disable_itself(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    let me = app.get_auth("/api/v1/auth/me", &admin).await;
+    let id = me.expect(200, "OK")["account"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{id}/disable"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    r.expect(409, "CONFLICT");
+    assert_eq!(r.body["errors"][0]["code"], "last_admin");
+    // With a second admin, either may go.
+    let second = app.admin_token().await;
+    app.post_auth(
+        &format!("/api/v1/admin/users/{id}/disable"),
+        &second,
+        json!({}),
+    )
+    .await
+    .expect(200, "OK");
+}
+
 backend_tests!(
     wrong_passwords_by_email_lock_the_username_too,
     wrong_totp_codes_lock_the_account_for_every_name,
@@ -270,6 +298,7 @@ backend_tests!(
     an_enrolment_secret_is_shown_only_to_the_sign_in_that_made_it,
     a_password_typed_as_a_username_is_not_audited,
     the_same_account_signs_in_again_after_a_lock_is_lifted,
+    the_last_active_admin_cannot_disable_itself,
 );
 
 /// The embedded database, its WAL and its key file are readable by their owner only.
