@@ -100,8 +100,9 @@ impl Service {
         self.clock.now()
     }
 
-    /// Reloads signing keys every `jwt.key_refresh_seconds`, so a rotation made on one
-    /// instance reaches all of them.
+    /// Reloads signing keys and rebuilds the revocation marks every
+    /// `jwt.key_refresh_seconds`, so a rotation made on one instance reaches all of them
+    /// and a flushed cache relearns every logout.
     pub fn spawn_key_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let svc = Arc::clone(self);
         let every = Duration::from_secs(svc.cfg.jwt.key_refresh_seconds.max(1));
@@ -112,6 +113,9 @@ impl Service {
                 tick.tick().await;
                 if let Err(e) = svc.keys.load(svc.store.as_ref(), svc.now()).await {
                     tracing::warn!(error = %e, detail = ?e.detail(), "signing key reload failed; keeping the old keys");
+                }
+                if let Err(e) = svc.restore_revocations().await {
+                    tracing::warn!(error = %e, detail = ?e.detail(), "revocation marks not rebuilt; will retry");
                 }
             }
         })
@@ -155,6 +159,27 @@ impl Service {
     pub fn render_metrics(&self) -> String {
         self.metrics
             .render(self.hasher.queue_depth(), self.hasher.wait_histogram())
+    }
+
+    /// Rebuilds the cache's session-revocation marks from the store (the source of
+    /// truth): every session revoked within an access token's lifetime gets its mark back
+    /// for what is left of it. Run at start and every `jwt.key_refresh_seconds`, so a
+    /// restarted memory cache or a flushed Redis forgets no logout for longer than that.
+    pub async fn restore_revocations(&self) -> Result<usize, AppError> {
+        let now = self.now();
+        let window = Duration::from_secs(self.cfg.jwt.access_ttl_seconds + 60);
+        let since = Timestamp::from_millis(
+            now.millis()
+                .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let revoked = self.store.revoked_since(since).await?;
+        for (id, at) in &revoked {
+            let left = window.saturating_sub(at.until(now));
+            if !left.is_zero() {
+                self.cache.set(&format!("srev:{id}"), b"1", left).await?;
+            }
+        }
+        Ok(revoked.len())
     }
 
     /// Marks sessions revoked in the cache for as long as any of their access tokens live,

@@ -115,6 +115,9 @@ pub trait SessionStore: Send + Sync {
         account_id: Option<Id>,
         page: Page,
     ) -> StoreResult<Paged<Session>>;
+    /// Sessions revoked at or after `since`, with when (oldest first): what the cache's
+    /// revocation marks are rebuilt from.
+    async fn revoked_since(&self, since: Timestamp) -> StoreResult<Vec<(Id, Timestamp)>>;
     /// Revokes one session (and its tokens). `false` if it was not active.
     async fn revoke_session(&self, id: Id, now: Timestamp, audit: &AuditEvent)
     -> StoreResult<bool>;

@@ -41,6 +41,11 @@ const SQLITE: &[File] = &[
         description: "tenancy",
         sql: include_str!("../migrations/sqlite/0003_tenancy.sql"),
     },
+    File {
+        version: 4,
+        description: "revocations",
+        sql: include_str!("../migrations/sqlite/0004_revocations.sql"),
+    },
 ];
 
 const POSTGRES: &[File] = &[
@@ -58,6 +63,11 @@ const POSTGRES: &[File] = &[
         version: 3,
         description: "tenancy",
         sql: include_str!("../migrations/postgres/0003_tenancy.sql"),
+    },
+    File {
+        version: 4,
+        description: "revocations",
+        sql: include_str!("../migrations/postgres/0004_revocations.sql"),
     },
 ];
 

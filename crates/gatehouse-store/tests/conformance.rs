@@ -119,6 +119,9 @@ conformance! {
     case_two_admins_disabling_each_other_leave_one =>
         two_admins_disabling_each_other_leave_one_sqlite,
         two_admins_disabling_each_other_leave_one_postgres;
+    case_revoked_since_lists_recent_revocations_oldest_first =>
+        revoked_since_lists_recent_revocations_oldest_first_sqlite,
+        revoked_since_lists_recent_revocations_oldest_first_postgres;
     case_enabling_an_account_revokes_nothing =>
         enabling_an_account_revokes_nothing_sqlite,
         enabling_an_account_revokes_nothing_postgres;
@@ -1442,6 +1445,38 @@ async fn case_list_sessions_filters_by_account_and_pages(store: Arc<dyn Store>) 
         .map(|s| s.id)
         .collect();
     assert_eq!(ids(listed), ids(anns));
+}
+
+async fn case_revoked_since_lists_recent_revocations_oldest_first(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (old, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (s2, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (s3, _) = login(&*store, ann.id, TokenKind::Web, at(0)).await;
+    let (live, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    for (id, when) in [(old.id, SECOND), (s3.id, 3 * SECOND), (s2.id, 2 * SECOND)] {
+        let audit_row = audit("logout", at(when));
+        assert!(
+            store
+                .revoke_session(id, at(when), &audit_row)
+                .await
+                .unwrap()
+        );
+    }
+
+    let recent = store.revoked_since(at(2 * SECOND)).await.unwrap();
+
+    assert_eq!(
+        recent,
+        vec![(s2.id, at(2 * SECOND)), (s3.id, at(3 * SECOND))]
+    );
+    assert!(!recent.iter().any(|(id, _)| *id == live.id || *id == old.id));
+    assert!(
+        store
+            .revoked_since(at(4 * SECOND))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn case_revoke_session_returns_true_then_false(store: Arc<dyn Store>) {

@@ -123,6 +123,14 @@ pub struct Running {
 pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let svc = service(cfg, clock).await?;
     bootstrap(cfg, &svc).await?;
+    // Before the first request: a cache that forgot revocations (a restarted memory cache,
+    // a flushed Redis) must not let a logged-out access token back in.
+    match svc.restore_revocations().await {
+        Ok(n) => tracing::debug!(sessions = n, "revocation marks rebuilt from the store"),
+        Err(e) => {
+            tracing::warn!(error = %e, detail = ?e.detail(), "revocation marks not rebuilt; will retry")
+        }
+    }
     svc.spawn_key_refresh();
     svc.spawn_audit_pruning();
     let http = HttpConfig {

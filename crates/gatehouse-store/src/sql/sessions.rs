@@ -287,6 +287,23 @@ impl SessionStore for Adapter {
         })
     }
 
+    async fn revoked_since(&self, since: Timestamp) -> StoreResult<Vec<(Id, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at FROM auth_session WHERE revoked_at >= $1 ORDER BY revoked_at, id",
+        )
+        .bind(since.millis())
+        .fetch_all(self.reader())
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get("revoked_at")?;
+                Ok((r.try_get("id")?, Timestamp::from_millis(at)))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
     async fn revoke_session(
         &self,
         id: Id,

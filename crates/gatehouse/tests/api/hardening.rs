@@ -289,6 +289,68 @@ async fn the_last_active_admin_cannot_disable_itself(b: Backend) {
     .expect(200, "OK");
 }
 
+/// `(access token, session id)` of a fresh sign-in of `email`, then logged out.
+async fn logged_out(app: &TestApp, email: &str) -> (String, String) {
+    app.user(email).await;
+    let (access, _) = app.tokens(email).await;
+    let me = app.get_auth("/api/v1/auth/me", &access).await;
+    let sid = me.expect(200, "OK")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.post_auth("/api/v1/auth/logout", &access, json!({}))
+        .await
+        .expect(200, "AUTH_LOGOUT_SUCCESS");
+    app.get_auth("/api/v1/auth/me", &access)
+        .await
+        .expect(401, "TOKEN_REVOKED");
+    (access, sid)
+}
+
+async fn a_cache_that_forgot_a_logout_relearns_it_from_the_store(b: Backend) {
+    let app = spawn_app(b).await;
+    let (access, sid) = logged_out(&app, "flushed@example.com").await;
+    // What a Redis flush does to the marks.
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let jti = claims["jti"].as_str().unwrap();
+    app.svc.cache.delete(&format!("srev:{sid}")).await.unwrap();
+    app.svc.cache.delete(&format!("deny:{jti}")).await.unwrap();
+    app.get_auth("/api/v1/auth/me", &access)
+        .await
+        .expect(200, "OK");
+    // The periodic rebuild (also run at start) restores it from the store.
+    assert!(app.svc.restore_revocations().await.unwrap() >= 1);
+    app.get_auth("/api/v1/auth/me", &access)
+        .await
+        .expect(401, "TOKEN_REVOKED");
+}
+
+/// A restart on the memory cache forgets every mark; the new process rebuilds them before
+/// its first request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_memory_cache_keeps_logged_out_tokens_out() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (access, _) = logged_out(&app, "restart@example.com").await;
+    let clock = std::sync::Arc::new(gatehouse_domain::ports::ManualClock::new(app.now()));
+    let again = gatehouse::server::start(&app.config, clock).await.unwrap();
+    let r = Reply::of(
+        browser()
+            .get(format!("http://{}/api/v1/auth/me", again.addr))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect(401, "TOKEN_REVOKED");
+    again.task.abort();
+}
+
 backend_tests!(
     wrong_passwords_by_email_lock_the_username_too,
     wrong_totp_codes_lock_the_account_for_every_name,
@@ -299,6 +361,7 @@ backend_tests!(
     a_password_typed_as_a_username_is_not_audited,
     the_same_account_signs_in_again_after_a_lock_is_lifted,
     the_last_active_admin_cannot_disable_itself,
+    a_cache_that_forgot_a_logout_relearns_it_from_the_store,
 );
 
 /// The embedded database, its WAL and its key file are readable by their owner only.
