@@ -27,12 +27,14 @@ pub fn prepare(db: &Path) -> std::io::Result<Vec<String>> {
         .unwrap_or(Path::new("."));
     let mut loose = Vec::new();
     if dir.exists() {
-        loose.extend(too_open(dir, "folder"));
+        // Others may list the folder (the files themselves are 0600), but not write it:
+        // whoever can write it can swap the database for one of their own.
+        loose.extend(too_open(dir, "folder", 0o022));
     } else {
         create_private_dir(dir)?;
     }
     if db.exists() {
-        loose.extend(too_open(db, "database file"));
+        loose.extend(too_open(db, "database file", 0o077));
     } else {
         create_private_file(db)?;
     }
@@ -41,7 +43,7 @@ pub fn prepare(db: &Path) -> std::io::Result<Vec<String>> {
         side.push(suffix);
         let side = PathBuf::from(side);
         if side.exists() {
-            loose.extend(too_open(&side, "file"));
+            loose.extend(too_open(&side, "file", 0o077));
         }
     }
     Ok(loose)
@@ -83,19 +85,19 @@ fn create_private_file(_file: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
-fn too_open(path: &Path, what: &str) -> Option<String> {
+fn too_open(path: &Path, what: &str, forbidden: u32) -> Option<String> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then(|| {
+    (mode & forbidden != 0).then(|| {
         format!(
-            "the {what} {} has mode {mode:03o}: other local users can read the database; run `chmod go-rwx` on it",
+            "the {what} {} has mode {mode:03o}: other local users can reach the database; run `chmod go-rwx` on it",
             path.display()
         )
     })
 }
 
 #[cfg(not(unix))]
-fn too_open(_path: &Path, _what: &str) -> Option<String> {
+fn too_open(_path: &Path, _what: &str, _forbidden: u32) -> Option<String> {
     None
 }
 
@@ -119,7 +121,11 @@ mod tests {
         // Opening again changes nothing and reports nothing.
         assert!(prepare(&db).unwrap().is_empty());
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // A folder others may list is fine; one others may write is not.
         std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        assert_eq!(prepare(&db).unwrap().len(), 1);
+        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o775))
             .unwrap();
         let loose = prepare(&db).unwrap();
         assert_eq!(loose.len(), 2, "{loose:?}");

@@ -164,6 +164,26 @@ fn user_commands_manage_accounts() {
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("too_short"),
         "{out:?}"
     );
+    // The only admin cannot be disabled; with a second one it can.
+    let out = gatehouse(&dir, &["user", "disable", "cli@example.com"], &db, None);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("last_admin"),
+        "{out:?}"
+    );
+    let out = gatehouse(
+        &dir,
+        &[
+            "user",
+            "create",
+            "--email",
+            "second@example.com",
+            "--admin",
+            "--password-stdin",
+        ],
+        &db,
+        Some("Marigold-Rain-77\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
     let out = gatehouse(&dir, &["user", "disable", "cli@example.com"], &db, None);
     assert!(out.status.success(), "{out:?}");
     let out = gatehouse(
