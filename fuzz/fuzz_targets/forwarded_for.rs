@@ -2,7 +2,8 @@
 //! list comes from config, `X-Forwarded-For` from anyone. Input: `proxies \n peer \n
 //! X-Forwarded-For values, one per line`, proxies separated by spaces. Checked against a
 //! plain reference model: the same entries are accepted, and the same address is chosen
-//! (the peer unless it is trusted, else the right-most forwarded hop that is not).
+//! (the peer unless it is trusted, else the right-most forwarded hop that is not, the walk
+//! ending at the first hop that is not a bare address).
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue};
@@ -86,17 +87,26 @@ fuzz_target!(|data: &[u8]| {
     }
     let got = proxies.client_ip(peer, &headers);
     let expected = if model_trusted(&nets, peer) {
-        let hops: Vec<IpAddr> = headers
+        // Walk the hops from the right. A hop that is not a bare address ends the walk (the
+        // client is then the last trusted hop seen); the first untrusted address is the
+        // client; if every hop is trusted, the left-most one is.
+        let values: Vec<String> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
+            .map(|v| v.to_str().unwrap_or("").to_string())
             .collect();
-        hops.into_iter()
-            .rev()
-            .find(|ip| !model_trusted(&nets, *ip))
-            .unwrap_or(peer)
+        let hops: Vec<&str> = values.iter().flat_map(|v| v.split(',')).collect();
+        let mut client = peer;
+        for hop in hops.into_iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !model_trusted(&nets, ip) {
+                break;
+            }
+        }
+        client
     } else {
         peer
     };
