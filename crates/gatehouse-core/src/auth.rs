@@ -214,6 +214,7 @@ impl Service {
                 Some(ctx.workspace.id),
                 Some(ctx.branch.id),
                 Some(&new),
+                p.jti.as_ref(),
                 now,
             )
             .await?;

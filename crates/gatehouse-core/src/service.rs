@@ -179,7 +179,12 @@ impl Service {
                 self.cache.set(&format!("srev:{id}"), b"1", left).await?;
             }
         }
-        Ok(revoked.len())
+        let denied = self.store.denied_tokens(now).await?;
+        for (jti, expires_at) in &denied {
+            let left = now.until(*expires_at) + Duration::from_secs(10);
+            self.cache.set(&format!("deny:{jti}"), b"1", left).await?;
+        }
+        Ok(revoked.len() + denied.len())
     }
 
     /// Marks sessions revoked in the cache for as long as any of their access tokens live,

@@ -108,8 +108,9 @@ fn name_error(field: &'static str, name: &str, errors: &mut Vec<FieldError>) {
 impl Service {
     /// Decides the context a sign-in ends in. `workspace` (a slug) narrows an account in
     /// several workspaces to one. Disabled workspaces and memberships are skipped; when
-    /// nothing usable is left the most telling reason is the error, except for global
-    /// admins, who then get an account-scoped token.
+    /// nothing usable is left the sign-in is account-scoped, unless it named a workspace:
+    /// then the most telling reason is the error (global admins still get an
+    /// account-scoped token).
     pub async fn resolve_login_context(
         &self,
         account: &Account,
@@ -139,8 +140,11 @@ impl Service {
             .map(|(b, _)| b.clone())
             .collect();
         match branches.as_slice() {
+            // A membership never blocks the account's other sign-ins: with nothing usable
+            // the account signs in account-scoped, as with no membership at all. Only a
+            // sign-in that names the workspace is told why it cannot go there.
             [] => {
-                if account.has_role("admin") || !usable.is_empty() {
+                if workspace.is_none() || account.has_role("admin") || !usable.is_empty() {
                     Ok(LoginContext::Account)
                 } else if rows.iter().all(|m| m.workspace.status != Status::Active) {
                     Err(Code::WORKSPACE_DISABLED.into())
@@ -401,16 +405,14 @@ impl Service {
         Ok(roles)
     }
 
-    /// Makes an account a member of `workspace_id`, in the given branches (of that
-    /// workspace) with the given workspace-wide roles. A second membership is `CONFLICT`.
-    pub async fn add_member(
+    /// Checks a membership to create in `workspace_id`: the account exists, the branches
+    /// are the workspace's and the role codes usable there. Answers the sorted, unique
+    /// branch ids and the roles, or every field at fault.
+    pub(crate) async fn plan_membership(
         &self,
-        actor: Option<Id>,
         workspace_id: Id,
-        input: AddMember,
-        meta: &RequestMeta,
-    ) -> Result<Member, AppError> {
-        self.workspace(workspace_id).await?;
+        input: &AddMember,
+    ) -> Result<(Vec<Id>, Vec<Role>), AppError> {
         let account_ok = self.store.account_by_id(input.account_id).await?.is_some();
         let mut errors = Vec::new();
         if !account_ok {
@@ -439,6 +441,22 @@ impl Service {
         if !errors.is_empty() {
             return Err(AppError::validation(errors));
         }
+        Ok((branch_ids, roles))
+    }
+
+    /// Makes an account a member of `workspace_id`, in the given branches (of that
+    /// workspace) with the given workspace-wide roles. A second membership is `CONFLICT`.
+    /// Only instance admins and the operator's CLI add members directly; anyone else
+    /// invites (see [`Service::invite_member_as`]).
+    pub async fn add_member(
+        &self,
+        actor: Option<Id>,
+        workspace_id: Id,
+        input: AddMember,
+        meta: &RequestMeta,
+    ) -> Result<Member, AppError> {
+        self.workspace(workspace_id).await?;
+        let (branch_ids, roles) = self.plan_membership(workspace_id, &input).await?;
         let now = self.now();
         let member = Member {
             id: new_id(),
@@ -754,7 +772,9 @@ impl Service {
             .await
     }
 
-    /// Adds a member to `workspace_id` (`members:write` there).
+    /// Adds a member to `workspace_id` directly (`members:write` instance-wide; holding it
+    /// only in the workspace answers `PERMISSION_REQUIRED` with `accountId:
+    /// invitation_required`: invite instead).
     pub async fn add_member_as(
         &self,
         p: &Principal,
@@ -765,9 +785,19 @@ impl Service {
         let scope = Scope::Workspace(workspace_id);
         self.require_permission(p, Permission::MembersWrite, scope)
             .await?;
+        // Adding an account without its consent is for instance admins: a workspace's own
+        // admins invite, and the account decides.
+        if self
+            .require_permission(p, Permission::MembersWrite, Scope::Instance)
+            .await
+            .is_err()
+        {
+            return Err(AppError {
+                fields: vec![FieldError::new("accountId", "invitation_required")],
+                ..AppError::new(Code::PERMISSION_REQUIRED)
+            });
+        }
         let input = input?;
-        self.require_roles_delegable(p, workspace_id, &input.roles)
-            .await?;
         self.add_member(Some(p.account_id), workspace_id, input, meta)
             .await
     }
@@ -775,7 +805,7 @@ impl Service {
     /// `PERMISSION_REQUIRED` unless the caller may hand out every permission the roles
     /// named `codes` carry in `workspace_id` (see [`Service::require_delegable`]). Unknown
     /// codes are left for the validation that follows.
-    async fn require_roles_delegable(
+    pub(crate) async fn require_roles_delegable(
         &self,
         p: &Principal,
         workspace_id: Id,
@@ -906,6 +936,8 @@ fn flatten(roles: &[Role]) -> (Vec<String>, PermissionSet) {
     );
     (codes, perms)
 }
+
+mod invitations;
 
 #[cfg(test)]
 mod tests;

@@ -335,6 +335,72 @@ pub struct NewMember {
     pub role_ids: Vec<Id>,
 }
 
+/// Where an invitation stands. `Expired` is never stored: a pending row past its
+/// `expires_at` is read as expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Declined,
+    Revoked,
+    Expired,
+}
+
+impl InvitationStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Accepted => "ACCEPTED",
+            Self::Declined => "DECLINED",
+            Self::Revoked => "REVOKED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    /// Reads the stored form; anything unknown reads as `Revoked` (never usable).
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "PENDING" => Self::Pending,
+            "ACCEPTED" => Self::Accepted,
+            "DECLINED" => Self::Declined,
+            "EXPIRED" => Self::Expired,
+            _ => Self::Revoked,
+        }
+    }
+}
+
+/// An offer of membership in a workspace, made to an existing account by someone with
+/// `members:write` there. Nothing changes for the account until it accepts; the branches
+/// and roles are those the membership will start with.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub account_id: Id,
+    pub invited_by: Option<Id>,
+    pub branch_ids: Vec<Id>,
+    /// Codes of the workspace-wide roles the membership will hold.
+    pub roles: Vec<String>,
+    pub status: InvitationStatus,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+}
+
+impl Invitation {
+    /// The status as of `now`: a pending invitation past its expiry is `Expired`.
+    pub fn status_at(&self, now: Timestamp) -> InvitationStatus {
+        if self.status == InvitationStatus::Pending && self.expires_at <= now {
+            InvitationStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
 /// One row of an account's memberships: a workspace, the member's status there, and one
 /// of its branches (with the branch membership's status), if it has any.
 #[derive(Clone, Debug)]

@@ -1,9 +1,9 @@
 //! Ports: what the core needs from the outside world. Adapters live in other crates.
 
 use crate::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, Membership,
-    NewMember, NewToken, Page, Paged, RefreshPolicy, Role, Rotation, Session, SigningKey, Status,
-    TotpCredential, TrustedDevice, Workspace,
+    Account, AccountStatus, AuditEvent, AuditFilter, Branch, Invitation, InvitationStatus,
+    LoginCommit, Member, Membership, NewMember, NewToken, Page, Paged, RefreshPolicy, Role,
+    Rotation, Session, SigningKey, Status, TotpCredential, TrustedDevice, Workspace,
 };
 use crate::{Id, Timestamp};
 use async_trait::async_trait;
@@ -118,6 +118,9 @@ pub trait SessionStore: Send + Sync {
     /// Sessions revoked at or after `since`, with when (oldest first): what the cache's
     /// revocation marks are rebuilt from.
     async fn revoked_since(&self, since: Timestamp) -> StoreResult<Vec<(Id, Timestamp)>>;
+    /// Access tokens denied while their session lives on, unexpired at `now`, with their
+    /// expiry: what the cache's `deny:` marks are rebuilt from.
+    async fn denied_tokens(&self, now: Timestamp) -> StoreResult<Vec<(String, Timestamp)>>;
     /// Revokes one session (and its tokens). `false` if it was not active.
     async fn revoke_session(&self, id: Id, now: Timestamp, audit: &AuditEvent)
     -> StoreResult<bool>;
@@ -311,18 +314,54 @@ pub trait TenancyStore: Send + Sync {
         role_id: Id,
         audit: &AuditEvent,
     ) -> StoreResult<bool>;
+    /// Records a pending invitation with its audit row. A pending invitation of the same
+    /// account to the same workspace that expired by `invitation.created_at` is marked
+    /// `EXPIRED` first; one still running is `Conflict`.
+    async fn create_invitation(
+        &self,
+        invitation: &Invitation,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    async fn invitation_by_id(&self, id: Id) -> StoreResult<Option<Invitation>>;
+    /// A workspace's invitations, newest first.
+    async fn list_invitations(
+        &self,
+        workspace_id: Id,
+        page: Page,
+    ) -> StoreResult<Paged<Invitation>>;
+    /// The account's invitations still pending and unexpired at `now`, newest first.
+    async fn pending_invitations(
+        &self,
+        account_id: Id,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Invitation>>;
+    /// Ends an invitation that is pending and unexpired at `now` with `status`, writing
+    /// the audit row; with `member` (accepting), that membership is created in the same
+    /// transaction (`Conflict` if the account already is a member). `None`, and no change,
+    /// if the invitation was not pending any more.
+    async fn decide_invitation(
+        &self,
+        id: Id,
+        status: InvitationStatus,
+        now: Timestamp,
+        member: Option<&NewMember>,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Invitation>>;
     /// Every membership of the account, one row per branch (or one without a branch).
     async fn memberships(&self, account_id: Id) -> StoreResult<Vec<Membership>>;
     /// The member's workspace-wide roles plus, with `branch_id`, those of that branch.
     async fn member_roles(&self, member_id: Id, branch_id: Option<Id>) -> StoreResult<Vec<Role>>;
     /// Points an active session at a workspace and branch and, with `token`, replaces its
-    /// live refresh tokens by `token`, in one transaction. `false` if the session is not active.
+    /// live refresh tokens by `token`, and, with `deny` (a `jti` and its expiry), records
+    /// that access token as denied — in one transaction, which also drops expired denials.
+    /// `false`, and no change, if the session is not active.
     async fn set_session_context(
         &self,
         session_id: Id,
         workspace_id: Option<Id>,
         branch_id: Option<Id>,
         token: Option<&NewToken>,
+        deny: Option<&(String, Timestamp)>,
         now: Timestamp,
     ) -> StoreResult<bool>;
 }

@@ -19,6 +19,7 @@ use gatehouse_domain::{AppError, Code, FieldError, Id, Secret, Timestamp};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
+mod invitations;
 mod mfa;
 mod tenancy;
 
@@ -328,6 +329,7 @@ pub fn routes() -> Routes {
         )
         .merge(mfa::routes())
         .merge(tenancy::routes())
+        .merge(invitations::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {

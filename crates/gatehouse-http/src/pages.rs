@@ -133,6 +133,21 @@ pub fn routes() -> Routes {
             RouteDoc {
                 html: true,
                 security: Security::Csrf,
+                body: &[("csrf_token", "string", true)],
+                codes: &[C::NOT_FOUND, C::CONFLICT],
+                ..RouteDoc::new(
+                    "POST",
+                    "/account/invitations/{id}/{decision}",
+                    PAGES,
+                    "Accept or decline a workspace invitation (decision: accept | decline; session cookie)",
+                )
+            },
+            post(account::decide_invitation),
+        )
+        .at(
+            RouteDoc {
+                html: true,
+                security: Security::Csrf,
                 body: &[
                     ("currentPassword", "string", true),
                     ("newPassword", "string", true),

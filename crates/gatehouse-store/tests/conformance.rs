@@ -7,9 +7,9 @@ mod common;
 
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, NewMember,
-    NewToken, Page, RefreshPolicy, Role, Rotation, Session, SessionStatus, SigningKey, Status,
-    TokenKind, TrustedDevice, Workspace,
+    Account, AccountStatus, AuditEvent, AuditFilter, Branch, Invitation, InvitationStatus,
+    LoginCommit, Member, NewMember, NewToken, Page, RefreshPolicy, Role, Rotation, Session,
+    SessionStatus, SigningKey, Status, TokenKind, TrustedDevice, Workspace,
 };
 use gatehouse_domain::ports::{NewAccount, Store, StoreError, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
@@ -251,6 +251,15 @@ conformance! {
     case_members_are_found_by_id_and_listed_per_workspace =>
         members_are_found_by_id_and_listed_per_workspace_sqlite,
         members_are_found_by_id_and_listed_per_workspace_postgres;
+    case_invitations_are_one_pending_per_account_and_workspace =>
+        invitations_are_one_pending_per_account_and_workspace_sqlite,
+        invitations_are_one_pending_per_account_and_workspace_postgres;
+    case_accepting_an_invitation_creates_the_member_atomically =>
+        accepting_an_invitation_creates_the_member_atomically_sqlite,
+        accepting_an_invitation_creates_the_member_atomically_postgres;
+    case_an_invitation_is_decided_once_and_never_after_expiry =>
+        an_invitation_is_decided_once_and_never_after_expiry_sqlite,
+        an_invitation_is_decided_once_and_never_after_expiry_postgres;
     case_ping_answers_on_an_open_store =>
         ping_answers_on_an_open_store_sqlite,
         ping_answers_on_an_open_store_postgres;
@@ -2474,7 +2483,14 @@ async fn case_session_context_moves_the_session_and_rotates_refresh(store: Arc<d
     let new = fresh_token(at(SECOND));
     assert!(
         store
-            .set_session_context(s.id, Some(w.id), Some(b[0].id), Some(&new), at(SECOND))
+            .set_session_context(
+                s.id,
+                Some(w.id),
+                Some(b[0].id),
+                Some(&new),
+                Some(&("old-jti".to_string(), at(15 * MINUTE))),
+                at(SECOND)
+            )
             .await
             .unwrap()
     );
@@ -2499,11 +2515,25 @@ async fn case_session_context_moves_the_session_and_rotates_refresh(store: Arc<d
     assert!(matches!(replay, Rotation::Reused { .. }), "{replay:?}");
     assert!(
         !store
-            .set_session_context(s.id, None, None, None, at(4 * SECOND))
+            .set_session_context(
+                s.id,
+                None,
+                None,
+                None,
+                Some(&("late-jti".to_string(), at(HOUR))),
+                at(4 * SECOND)
+            )
             .await
             .unwrap(),
         "a revoked session cannot move"
     );
+    // The replaced token is denied until it expires; nothing is recorded for a session
+    // that could not move.
+    assert_eq!(
+        store.denied_tokens(at(MINUTE)).await.unwrap(),
+        vec![("old-jti".to_string(), at(15 * MINUTE))]
+    );
+    assert_eq!(store.denied_tokens(at(15 * MINUTE)).await.unwrap(), vec![]);
 }
 
 async fn actions(store: &dyn Store, action: &str) -> u64 {
@@ -2743,6 +2773,248 @@ async fn case_members_are_found_by_id_and_listed_per_workspace(store: Arc<dyn St
     assert_eq!(second.items, vec![with_user(&members[2])]);
     let theirs = store.list_members(other.id, page(1, 10)).await.unwrap();
     assert_eq!((theirs.items, theirs.total), (vec![elsewhere], 1));
+}
+
+fn invitation(
+    w: &Workspace,
+    account: Id,
+    branches: &[Id],
+    roles: &[&str],
+    created: Timestamp,
+) -> Invitation {
+    Invitation {
+        id: new_id(),
+        workspace_id: w.id,
+        account_id: account,
+        invited_by: None,
+        branch_ids: branches.to_vec(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        status: InvitationStatus::Pending,
+        created_at: created,
+        expires_at: created.plus(ms(7 * DAY)),
+        decided_at: None,
+    }
+}
+
+async fn case_invitations_are_one_pending_per_account_and_workspace(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let ann = seed(store, "ann").await;
+    let bob = seed(store, "bob").await;
+    let (w, b) = tenant(store, "acme", &["n"]).await;
+    let (other, _) = tenant(store, "other", &[]).await;
+    let first = invitation(&w, ann.id, &[b[0].id], &["user"], at(0));
+    store
+        .create_invitation(&first, &audit("inv", at(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.invitation_by_id(first.id).await.unwrap(),
+        Some(first.clone()),
+        "round-trips with branches and role codes"
+    );
+    let again = store
+        .create_invitation(
+            &invitation(&w, ann.id, &[], &[], at(HOUR)),
+            &audit("inv", at(HOUR)),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(
+        actions(store, "inv").await,
+        1,
+        "no audit row for the refused one"
+    );
+    // Other accounts and other workspaces are independent.
+    let to_bob = invitation(&w, bob.id, &[], &[], at(SECOND));
+    store
+        .create_invitation(&to_bob, &audit("inv", at(SECOND)))
+        .await
+        .unwrap();
+    let elsewhere = invitation(&other, ann.id, &[], &[], at(2 * SECOND));
+    store
+        .create_invitation(&elsewhere, &audit("inv", at(2 * SECOND)))
+        .await
+        .unwrap();
+    let listed = store.list_invitations(w.id, page(1, 1)).await.unwrap();
+    assert_eq!(
+        (listed.total, listed.items),
+        (2, vec![to_bob.clone()]),
+        "newest first"
+    );
+    let pending = store.pending_invitations(ann.id, at(HOUR)).await.unwrap();
+    assert_eq!(pending, vec![elsewhere.clone(), first.clone()]);
+    // Once the first has expired, a new one may be made; the old row reads as expired.
+    let later = at(8 * DAY);
+    assert_eq!(
+        store.pending_invitations(ann.id, later).await.unwrap(),
+        vec![]
+    );
+    let renewed = invitation(&w, ann.id, &[], &[], later);
+    store
+        .create_invitation(&renewed, &audit("inv", later))
+        .await
+        .unwrap();
+    let old = store.invitation_by_id(first.id).await.unwrap().unwrap();
+    assert_eq!(old.status, InvitationStatus::Expired);
+    assert_eq!(
+        store.pending_invitations(ann.id, later).await.unwrap(),
+        vec![renewed]
+    );
+}
+
+async fn case_accepting_an_invitation_creates_the_member_atomically(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let ann = seed(store, "ann").await;
+    let (w, b) = tenant(store, "acme", &["n", "s"]).await;
+    let user = store.role_for(Some(w.id), "user").await.unwrap().unwrap();
+    let inv = invitation(&w, ann.id, &[b[0].id], &["user"], at(0));
+    store
+        .create_invitation(&inv, &audit("inv", at(0)))
+        .await
+        .unwrap();
+    let member = |created: Timestamp| NewMember {
+        member: Member {
+            id: new_id(),
+            account_id: ann.id,
+            workspace_id: w.id,
+            status: Status::Active,
+            branch_ids: vec![b[0].id],
+            roles: vec!["user".into()],
+            created_at: created,
+            updated_at: created,
+        },
+        role_ids: vec![user.id],
+    };
+    // A membership made meanwhile (by an instance admin) makes accepting a conflict that
+    // changes nothing: the invitation stays pending, no audit row.
+    let direct = member(at(SECOND));
+    store
+        .create_member(&direct, &audit("m", at(SECOND)))
+        .await
+        .unwrap();
+    let clash = member(at(MINUTE));
+    let r = store
+        .decide_invitation(
+            inv.id,
+            InvitationStatus::Accepted,
+            at(MINUTE),
+            Some(&clash),
+            &audit("accept", at(MINUTE)),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
+    assert_eq!(
+        store
+            .invitation_by_id(inv.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        InvitationStatus::Pending
+    );
+    assert_eq!(store.member_by_id(clash.member.id).await.unwrap(), None);
+    assert_eq!(actions(store, "accept").await, 0);
+
+    let bob = seed(store, "bob").await;
+    let to_bob = invitation(&w, bob.id, &[b[1].id], &["user"], at(0));
+    store
+        .create_invitation(&to_bob, &audit("inv", at(0)))
+        .await
+        .unwrap();
+    let theirs = NewMember {
+        member: Member {
+            account_id: bob.id,
+            branch_ids: vec![b[1].id],
+            ..member(at(HOUR)).member
+        },
+        role_ids: vec![user.id],
+    };
+    let done = store
+        .decide_invitation(
+            to_bob.id,
+            InvitationStatus::Accepted,
+            at(HOUR),
+            Some(&theirs),
+            &audit("accept", at(HOUR)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, InvitationStatus::Accepted);
+    assert_eq!(done.decided_at, Some(at(HOUR)));
+    assert_eq!(
+        store.member_by_id(theirs.member.id).await.unwrap(),
+        Some(theirs.member.clone())
+    );
+    assert_eq!(actions(store, "accept").await, 1);
+    assert_eq!(
+        store.pending_invitations(bob.id, at(HOUR)).await.unwrap(),
+        vec![]
+    );
+}
+
+async fn case_an_invitation_is_decided_once_and_never_after_expiry(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let ann = seed(store, "ann").await;
+    let (w, _) = tenant(store, "acme", &[]).await;
+    let inv = invitation(&w, ann.id, &[], &[], at(0));
+    store
+        .create_invitation(&inv, &audit("inv", at(0)))
+        .await
+        .unwrap();
+    let declined = store
+        .decide_invitation(
+            inv.id,
+            InvitationStatus::Declined,
+            at(MINUTE),
+            None,
+            &audit("decline", at(MINUTE)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(declined.status, InvitationStatus::Declined);
+    for status in [
+        InvitationStatus::Accepted,
+        InvitationStatus::Revoked,
+        InvitationStatus::Declined,
+    ] {
+        let again = store
+            .decide_invitation(inv.id, status, at(HOUR), None, &audit("again", at(HOUR)))
+            .await
+            .unwrap();
+        assert_eq!(again, None, "{status:?} after a decline");
+    }
+    assert_eq!(actions(store, "again").await, 0);
+    let late = invitation(&w, ann.id, &[], &[], at(DAY));
+    store
+        .create_invitation(&late, &audit("inv", at(DAY)))
+        .await
+        .unwrap();
+    let expired = store
+        .decide_invitation(
+            late.id,
+            InvitationStatus::Revoked,
+            at(8 * DAY),
+            None,
+            &audit("again", at(8 * DAY)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(expired, None, "past expiry nothing can be decided");
+    assert_eq!(
+        store
+            .decide_invitation(
+                new_id(),
+                InvitationStatus::Declined,
+                at(DAY),
+                None,
+                &audit("again", at(DAY))
+            )
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 // ---------------------------------------------------------------------------------------

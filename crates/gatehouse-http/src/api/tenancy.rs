@@ -210,7 +210,7 @@ pub fn routes() -> Routes {
                     "POST",
                     "/api/v1/admin/workspaces/{id}/members",
                     ADMIN,
-                    "Add a member (members:write in the workspace)",
+                    "Add a member directly (members:write instance-wide; a workspace's own admins get PERMISSION_REQUIRED with accountId: invitation_required and invite instead)",
                 )
             },
             post(create_member),
@@ -415,11 +415,11 @@ async fn enable_workspace(
 }
 
 /// The request's input for a use case that judges it only after authorizing the caller.
-fn input<T>(parsed: Result<T, ApiError>) -> Input<T> {
+pub(super) fn input<T>(parsed: Result<T, ApiError>) -> Input<T> {
     parsed.map_err(|e| e.0)
 }
 
-fn page_input(raw: Option<String>) -> Input<Page> {
+pub(super) fn page_input(raw: Option<String>) -> Input<Page> {
     input(query_params(raw).and_then(|q| page_of(&q)))
 }
 
@@ -504,7 +504,7 @@ async fn create_member(
     Ok(ok_status(StatusCode::CREATED, Code::OK, m))
 }
 
-fn member_body(body: JsonBody) -> Result<AddMember, ApiError> {
+pub(super) fn member_body(body: JsonBody) -> Result<AddMember, ApiError> {
     let mut f = Fields::new(body);
     let account = f.req_str("accountId", 64);
     let branches = f.opt_str_list("branchIds", 100, 64);

@@ -14,7 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use gatehouse_core::Principal;
-use gatehouse_domain::model::{Account, Session};
+use gatehouse_domain::model::{Account, Invitation, Session, Workspace};
 use gatehouse_domain::{Code, Id, Locale, Secret, Timestamp};
 use std::fmt::Write;
 
@@ -39,6 +39,8 @@ pub async fn show(
     {
         Some("password") => Some(T::PasswordChanged),
         Some("revoked") => Some(T::SessionRevoked),
+        Some("joined") => Some(T::InvitationAccepted),
+        Some("declined") => Some(T::InvitationDeclined),
         _ => None,
     };
     render(&s, &headers, &p, notice, None).await
@@ -70,6 +72,49 @@ pub async fn revoke(
         return html::see_other("/auth/login", locale, jar);
     }
     html::see_other("/account?notice=revoked", locale, Cookies::default())
+}
+
+/// `POST /account/invitations/{id}/accept` and `…/decline`.
+pub async fn decide_invitation(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((id, decision)): Path<(String, String)>,
+    form: Result<Form, FormError>,
+) -> Response {
+    let ctx = context::current();
+    let locale = ctx.locale;
+    let p = match signed_in_post(&s, &headers, form, locale).await {
+        Ok((p, _)) => p,
+        Err(res) => return res,
+    };
+    let not_found = || {
+        let p = Problem::from_error(Code::NOT_FOUND.into(), locale);
+        error_page(p, locale, Back::Account)
+    };
+    let Ok(id) = id.parse::<Id>() else {
+        return not_found();
+    };
+    let done = match decision.as_str() {
+        "accept" => s
+            .svc
+            .accept_invitation(&p, id, &ctx.meta())
+            .await
+            .map(|_| "joined"),
+        "decline" => s
+            .svc
+            .decline_invitation(&p, id, &ctx.meta())
+            .await
+            .map(|_| "declined"),
+        _ => return not_found(),
+    };
+    match done {
+        Ok(notice) => html::see_other(
+            &format!("/account?notice={notice}"),
+            locale,
+            Cookies::default(),
+        ),
+        Err(e) => error_page(Problem::from_error(e, locale), locale, Back::Account),
+    }
 }
 
 /// `POST /account/password`.
@@ -150,9 +195,10 @@ async fn render(
     let loaded = async {
         let account = s.svc.me(p).await?;
         let sessions = s.svc.my_sessions(p).await?;
-        Ok::<_, gatehouse_domain::AppError>((account, sessions))
+        let invitations = s.svc.my_invitations(p).await?;
+        Ok::<_, gatehouse_domain::AppError>((account, sessions, invitations))
     };
-    let (account, sessions) = match loaded.await {
+    let (account, sessions, invitations) = match loaded.await {
         Ok(x) => x,
         Err(e) if matches!(e.code, Code::ACCOUNT_DISABLED | Code::TOKEN_REVOKED) => {
             let mut jar = Cookies::default();
@@ -180,6 +226,9 @@ async fn render(
     }
     body.push_str(&profile(&account, locale));
     body.push_str("</div>");
+    if !invitations.is_empty() {
+        body.push_str(&invitations_card(&invitations, &csrf, locale));
+    }
     body.push_str(&sessions_card(&sessions, p.session_id, &csrf, locale));
     body.push_str(&password_card(&csrf, problem.as_ref(), locale));
     match super::mfa::account_cards(s, p, &csrf, locale).await {
@@ -250,6 +299,45 @@ fn sessions_card(sessions: &[Session], current: Id, csrf: &str, locale: Locale) 
             hidden("csrf_token", csrf),
             esc(t(T::Revoke)),
             id = esc(&x.id.to_string()),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+fn invitations_card(found: &[(Invitation, Workspace)], csrf: &str, locale: Locale) -> String {
+    let t = |k: T| k.get(locale);
+    let mut out = format!(
+        r#"<div class="card" id="invitations"><h2>{}</h2><p>{}</p><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>"#,
+        esc(t(T::Invitations)),
+        esc(t(T::InvitationsLead)),
+        esc(t(T::Workspace)),
+        esc(t(T::Roles)),
+        esc(t(T::Expires)),
+    );
+    for (i, w) in found {
+        let roles = if i.roles.is_empty() {
+            "—".to_string()
+        } else {
+            esc(&i.roles.join(", "))
+        };
+        let form = |decision: &str, class: &str, label: T| {
+            format!(
+                r#"<form class="inline" method="post" action="/account/invitations/{id}/{decision}">{}<button class="{class}" type="submit">{}</button></form>"#,
+                hidden("csrf_token", csrf),
+                esc(t(label)),
+                id = esc(&i.id.to_string()),
+            )
+        };
+        let _ = write!(
+            out,
+            r#"<tr data-invitation="{}"><td>{} <span class="tag">{}</span></td><td>{roles}</td><td>{}</td><td>{}{}</td></tr>"#,
+            esc(&i.id.to_string()),
+            esc(&w.name),
+            esc(&w.slug),
+            time(i.expires_at),
+            form("accept", "", T::Accept),
+            form("decline", "secondary", T::Decline),
         );
     }
     out.push_str("</tbody></table></div>");

@@ -84,6 +84,13 @@ texts! {
     TrustedDevices => "Trusted browsers", "受信任的浏览器", "Trình duyệt tin cậy";
     Expires => "Expires", "过期时间", "Hết hạn";
     NoTrustedDevices => "No trusted browsers.", "没有受信任的浏览器。", "Không có trình duyệt tin cậy nào.";
+    Invitations => "Invitations", "邀请", "Lời mời";
+    InvitationsLead => "These workspaces invited you to join. Nothing changes until you accept.", "以下工作区邀请您加入。接受之前不会有任何变化。", "Các không gian làm việc này mời bạn tham gia. Không có gì thay đổi cho đến khi bạn chấp nhận.";
+    Workspace => "Workspace", "工作区", "Không gian làm việc";
+    Accept => "Accept", "接受", "Chấp nhận";
+    Decline => "Decline", "拒绝", "Từ chối";
+    InvitationAccepted => "You joined the workspace. Sign in again to work in it.", "您已加入该工作区。请重新登录以在其中工作。", "Bạn đã tham gia không gian làm việc. Hãy đăng nhập lại để làm việc trong đó.";
+    InvitationDeclined => "The invitation was declined.", "已拒绝该邀请。", "Đã từ chối lời mời.";
 }
 
 #[cfg(test)]

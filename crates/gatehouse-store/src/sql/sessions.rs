@@ -304,6 +304,23 @@ impl SessionStore for Adapter {
             .map_err(map_err)
     }
 
+    async fn denied_tokens(&self, now: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT jti, expires_at FROM denied_access_token WHERE expires_at > $1 ORDER BY expires_at, jti",
+        )
+        .bind(now.millis())
+        .fetch_all(self.reader())
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get("expires_at")?;
+                Ok((r.try_get("jti")?, Timestamp::from_millis(at)))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
     async fn revoke_session(
         &self,
         id: Id,

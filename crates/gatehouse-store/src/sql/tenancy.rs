@@ -11,8 +11,8 @@ use crate::dialect::Dialect;
 use crate::map_err;
 use async_trait::async_trait;
 use gatehouse_domain::model::{
-    AuditEvent, Branch, Member, Membership, NewMember, NewToken, Page, Paged, Role, Status,
-    Workspace,
+    AuditEvent, Branch, Invitation, InvitationStatus, Member, Membership, NewMember, NewToken,
+    Page, Paged, Role, Status, Workspace,
 };
 use gatehouse_domain::ports::{StoreResult, TenancyStore};
 use gatehouse_domain::{Id, Timestamp};
@@ -81,6 +81,78 @@ async fn branch_member_id(
         .bind(branch_id)
         .fetch_optional(&mut **tx)
         .await
+}
+
+/// Inserts the member, its branch memberships and workspace-wide roles.
+async fn insert_member(tx: &mut Tx<'_>, new: &NewMember) -> Result<(), sqlx::Error> {
+    let m = &new.member;
+    sqlx::query(
+        "INSERT INTO workspace_member (id, account_id, workspace_id, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(m.id)
+    .bind(m.account_id)
+    .bind(m.workspace_id)
+    .bind(m.status.as_str())
+    .bind(m.created_at.millis())
+    .bind(m.updated_at.millis())
+    .execute(&mut **tx)
+    .await?;
+    for branch in &m.branch_ids {
+        sqlx::query(
+            "INSERT INTO branch_member (id, member_id, branch_id, status, created_at) VALUES ($1, $2, $3, 'ACTIVE', $4)",
+        )
+        .bind(gatehouse_domain::ids::new_id())
+        .bind(m.id)
+        .bind(branch)
+        .bind(m.created_at.millis())
+        .execute(&mut **tx)
+        .await?;
+    }
+    for role in &new.role_ids {
+        sqlx::query("INSERT INTO member_role (member_id, role_id) VALUES ($1, $2)")
+            .bind(m.id)
+            .bind(role)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The invitation columns.
+const INVITATION_COLS: &str = "id, workspace_id, account_id, invited_by, branch_ids, roles, status, created_at, expires_at, decided_at";
+
+/// An invitation selected with [`INVITATION_COLS`]. Unreadable branch or role lists read
+/// as empty (the membership then starts with less, never more).
+fn invitation_row(row: &DbRow) -> Result<Invitation, sqlx::Error> {
+    let branch_ids: String = row.try_get("branch_ids")?;
+    let roles: String = row.try_get("roles")?;
+    Ok(Invitation {
+        id: row.try_get("id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        account_id: row.try_get("account_id")?,
+        invited_by: row.try_get("invited_by")?,
+        branch_ids: serde_json::from_str(&branch_ids).unwrap_or_default(),
+        roles: serde_json::from_str(&roles).unwrap_or_default(),
+        status: InvitationStatus::from_db(&row.try_get::<String, _>("status")?),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+        decided_at: row
+            .try_get::<Option<i64>, _>("decided_at")?
+            .map(Timestamp::from_millis),
+    })
+}
+
+async fn invitation_where(
+    pool: &sqlx::Pool<Db>,
+    id: Id,
+) -> Result<Option<Invitation>, sqlx::Error> {
+    let sql = format!("SELECT {INVITATION_COLS} FROM workspace_invitation WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(invitation_row).transpose()
 }
 
 #[async_trait]
@@ -277,41 +349,8 @@ impl TenancyStore for Adapter {
     }
 
     async fn create_member(&self, new: &NewMember, audit: &AuditEvent) -> StoreResult<()> {
-        let m = &new.member;
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO workspace_member (id, account_id, workspace_id, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(m.id)
-        .bind(m.account_id)
-        .bind(m.workspace_id)
-        .bind(m.status.as_str())
-        .bind(m.created_at.millis())
-        .bind(m.updated_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        for branch in &m.branch_ids {
-            sqlx::query(
-                "INSERT INTO branch_member (id, member_id, branch_id, status, created_at) VALUES ($1, $2, $3, 'ACTIVE', $4)",
-            )
-            .bind(gatehouse_domain::ids::new_id())
-            .bind(m.id)
-            .bind(branch)
-            .bind(m.created_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        for role in &new.role_ids {
-            sqlx::query("INSERT INTO member_role (member_id, role_id) VALUES ($1, $2)")
-                .bind(m.id)
-                .bind(role)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        insert_member(&mut tx, new).await.map_err(map_err)?;
         insert_audit(&mut tx, audit).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)
     }
@@ -524,6 +563,134 @@ impl TenancyStore for Adapter {
         Ok(true)
     }
 
+    async fn create_invitation(
+        &self,
+        invitation: &Invitation,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let i = invitation;
+        let mut tx = self.writer().begin().await.map_err(map_err)?;
+        sqlx::query(
+            "UPDATE workspace_invitation SET status = 'EXPIRED' \
+             WHERE workspace_id = $1 AND account_id = $2 AND status = 'PENDING' AND expires_at <= $3",
+        )
+        .bind(i.workspace_id)
+        .bind(i.account_id)
+        .bind(i.created_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let branch_ids = serde_json::to_string(&i.branch_ids).unwrap_or_else(|_| "[]".into());
+        let roles = serde_json::to_string(&i.roles).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO workspace_invitation (id, workspace_id, account_id, invited_by, branch_ids, roles, status, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(i.id)
+        .bind(i.workspace_id)
+        .bind(i.account_id)
+        .bind(i.invited_by)
+        .bind(branch_ids)
+        .bind(roles)
+        .bind(i.status.as_str())
+        .bind(i.created_at.millis())
+        .bind(i.expires_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn invitation_by_id(&self, id: Id) -> StoreResult<Option<Invitation>> {
+        invitation_where(self.reader(), id).await.map_err(map_err)
+    }
+
+    async fn list_invitations(
+        &self,
+        workspace_id: Id,
+        page: Page,
+    ) -> StoreResult<Paged<Invitation>> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM workspace_invitation WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .fetch_one(self.reader())
+                .await
+                .map_err(map_err)?;
+        let sql = format!(
+            "SELECT {INVITATION_COLS} FROM workspace_invitation WHERE workspace_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(workspace_id)
+            .bind(i64::from(page.page_size))
+            .bind(page.offset())
+            .fetch_all(self.reader())
+            .await
+            .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(invitation_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn pending_invitations(
+        &self,
+        account_id: Id,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Invitation>> {
+        let sql = format!(
+            "SELECT {INVITATION_COLS} FROM workspace_invitation \
+             WHERE account_id = $1 AND status = 'PENDING' AND expires_at > $2 \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account_id)
+            .bind(now.millis())
+            .fetch_all(self.reader())
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(invitation_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn decide_invitation(
+        &self,
+        id: Id,
+        status: InvitationStatus,
+        now: Timestamp,
+        member: Option<&NewMember>,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Invitation>> {
+        let mut tx = self.writer().begin().await.map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE workspace_invitation SET status = $1, decided_at = $2 \
+             WHERE id = $3 AND status = 'PENDING' AND expires_at > $2",
+        )
+        .bind(status.as_str())
+        .bind(now.millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if let Some(new) = member {
+            insert_member(&mut tx, new).await.map_err(map_err)?;
+        }
+        insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        self.invitation_by_id(id).await
+    }
+
     async fn memberships(&self, account_id: Id) -> StoreResult<Vec<Membership>> {
         let rows = sqlx::query(
             "SELECT m.id AS member_id, m.status AS member_status, \
@@ -571,6 +738,7 @@ impl TenancyStore for Adapter {
         workspace_id: Option<Id>,
         branch_id: Option<Id>,
         token: Option<&NewToken>,
+        deny: Option<&(String, Timestamp)>,
         now: Timestamp,
     ) -> StoreResult<bool> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
@@ -606,6 +774,22 @@ impl TenancyStore for Adapter {
             .bind(session_id)
             .bind(now.millis())
             .bind(t.expires_at.millis().min(expires))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some((jti, expires_at)) = deny {
+            sqlx::query("DELETE FROM denied_access_token WHERE expires_at <= $1")
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO denied_access_token (jti, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(jti)
+            .bind(expires_at.millis())
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

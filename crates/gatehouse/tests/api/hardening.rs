@@ -351,6 +351,59 @@ async fn a_restart_on_the_memory_cache_keeps_logged_out_tokens_out() {
     again.task.abort();
 }
 
+/// A branch switch denies the token it replaced; the denial is in the store too, so a
+/// cache that forgot it (a flush, a restart on the memory cache) learns it back.
+async fn a_token_replaced_by_a_branch_switch_stays_refused_after_a_flush(b: Backend) {
+    use crate::tenancy::{branch, claims, member, workspace};
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    let ws = workspace(&app, &admin, "acme").await;
+    let one = branch(&app, &admin, &ws, "one").await;
+    let two = branch(&app, &admin, &ws, "two").await;
+    let account = app.user("switch@example.com").await;
+    member(
+        &app,
+        &admin,
+        &ws,
+        &account.id.to_string(),
+        &[&one, &two],
+        &[],
+    )
+    .await;
+    let r = app.login("switch@example.com", PASSWORD).await;
+    let old = r.expect(200, "AUTH_LOGIN_SUCCESS")["auth"]["accountAccessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .post_auth(
+            "/api/v1/auth/select-branch",
+            &old,
+            json!({ "branchId": two }),
+        )
+        .await;
+    let new = r.expect(200, "OK")["auth"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.get_auth("/api/v1/auth/me", &old)
+        .await
+        .expect(401, "TOKEN_REVOKED");
+    let jti = claims(&old)["jti"].as_str().unwrap().to_string();
+    app.svc.cache.delete(&format!("deny:{jti}")).await.unwrap();
+    app.get_auth("/api/v1/auth/me", &old)
+        .await
+        .expect(200, "OK");
+    app.svc.restore_revocations().await.unwrap();
+    app.get_auth("/api/v1/auth/me", &old)
+        .await
+        .expect(401, "TOKEN_REVOKED");
+    // The session itself lives on in its new branch.
+    app.get_auth("/api/v1/auth/me", &new)
+        .await
+        .expect(200, "OK");
+}
+
 backend_tests!(
     wrong_passwords_by_email_lock_the_username_too,
     wrong_totp_codes_lock_the_account_for_every_name,
@@ -362,6 +415,7 @@ backend_tests!(
     the_same_account_signs_in_again_after_a_lock_is_lifted,
     the_last_active_admin_cannot_disable_itself,
     a_cache_that_forgot_a_logout_relearns_it_from_the_store,
+    a_token_replaced_by_a_branch_switch_stays_refused_after_a_flush,
 );
 
 /// The embedded database, its WAL and its key file are readable by their owner only.

@@ -11,6 +11,7 @@ mod cli;
 mod errors;
 mod hardening;
 mod headers;
+mod invitations;
 mod keys;
 mod login;
 mod mfa;

@@ -733,6 +733,64 @@ async fn every_page_is_in_the_openapi_document(b: Backend) {
     }
 }
 
+async fn account_shows_invitations_and_accepts_or_declines_them(b: Backend) {
+    use crate::tenancy::{branch, workspace};
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    let dave = app.user("dave@example.com").await;
+    let mut offered = Vec::new();
+    for slug in ["acme", "beta"] {
+        let ws = workspace(&app, &admin, slug).await;
+        let hq = branch(&app, &admin, &ws, "hq").await;
+        let r = app
+            .post_auth(
+                &format!("/api/v1/admin/workspaces/{ws}/invitations"),
+                &admin,
+                serde_json::json!({ "accountId": dave.id, "branchIds": [hq], "roles": ["user"] }),
+            )
+            .await;
+        offered.push(r.expect(201, "OK")["id"].as_str().unwrap().to_string());
+    }
+    let client = signed_in(&app, "dave@example.com").await;
+    let p = get(&app, &client, "/account").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(p.body.matches("data-invitation=").count(), 2, "{}", p.body);
+    assert!(p.body.contains("Workspace acme") && p.body.contains("Workspace beta"));
+    let accept = format!("/account/invitations/{}/accept", offered[0]);
+    // Without the CSRF token nothing happens.
+    assert_eq!(post(&app, &client, &accept, &[]).await.status, 403);
+    let done = post(&app, &client, &accept, &[("csrf_token", &p.csrf())]).await;
+    assert_eq!(
+        (done.status, done.location()),
+        (303, "/account?notice=joined")
+    );
+    let decline = format!("/account/invitations/{}/decline", offered[1]);
+    let done = post(&app, &client, &decline, &[("csrf_token", &p.csrf())]).await;
+    assert_eq!(
+        (done.status, done.location()),
+        (303, "/account?notice=declined")
+    );
+    let after = get(&app, &client, "/account?notice=declined").await;
+    assert!(after.body.contains("The invitation was declined."));
+    assert!(!after.body.contains("data-invitation="), "{}", after.body);
+    // Deciding twice is a page naming the conflict, not a server error.
+    let again = post(&app, &client, &accept, &[("csrf_token", &p.csrf())]).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let odd = format!("/account/invitations/{}/maybe", offered[0]);
+    assert_eq!(
+        post(&app, &client, &odd, &[("csrf_token", &p.csrf())])
+            .await
+            .status,
+        404
+    );
+    // Accepted: the next sign-in lands in acme's only branch.
+    let r = app.login("dave@example.com", PASSWORD).await;
+    assert_eq!(
+        r.expect(200, "AUTH_LOGIN_SUCCESS")["workspace"]["slug"],
+        "acme"
+    );
+}
+
 backend_tests!(
     login_page_has_a_csrf_field_and_strict_headers,
     wrong_password_and_unknown_user_get_the_same_generic_page,
@@ -749,4 +807,5 @@ backend_tests!(
     pages_speak_chinese_and_vietnamese,
     a_malformed_form_is_a_page_not_a_server_error,
     every_page_is_in_the_openapi_document,
+    account_shows_invitations_and_accepts_or_declines_them,
 );
