@@ -114,6 +114,7 @@ td.ua{max-width:18rem;word-break:break-word}\
 .row{display:flex;justify-content:space-between;align-items:center;gap:1rem}\
 form.inline{display:inline;margin:0}\
 a{color:#1d4ed8}\
+@media (max-width:40rem){.card{padding:1rem;overflow-x:auto}th,td{padding:.4rem .25rem}time{white-space:normal}td.ua{max-width:10rem}}\
 ";
 
 /// The whole document around `body`.
