@@ -166,6 +166,28 @@ impl Default for AuditConfig {
     }
 }
 
+/// Personal access tokens and API keys (`[tokens]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Lifetime of a new token when the request names none.
+    pub default_days: u32,
+    /// The longest lifetime a request may ask for.
+    pub max_days: u32,
+    /// Whether `expiresInDays: 0` (never expires) is accepted.
+    pub allow_non_expiring: bool,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            default_days: 90,
+            max_days: 365,
+            allow_non_expiring: false,
+        }
+    }
+}
+
 /// Server-side secrets (`[secrets]`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -185,6 +207,7 @@ pub struct CoreConfig {
     pub lockout: LockoutConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub audit: AuditConfig,
+    pub tokens: TokensConfig,
 }
 
 impl CoreConfig {
@@ -265,6 +288,17 @@ impl CoreConfig {
             return bad(
                 "lockout.max_failures",
                 "max_failures and duration_seconds must be ≥ 1",
+            );
+        }
+        let t = &self.tokens;
+        if t.max_days == 0
+            || t.max_days > 3650
+            || t.default_days == 0
+            || t.default_days > t.max_days
+        {
+            return bad(
+                "tokens.default_days",
+                "need 1 ≤ default_days ≤ max_days ≤ 3650",
             );
         }
         if self.audit.prune_interval_seconds == 0 {

@@ -13,6 +13,7 @@ pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod password;
+pub mod pat;
 pub mod ratelimit;
 pub(crate) mod read_cache;
 pub mod seal;

@@ -643,7 +643,7 @@ impl Service {
             Some(c) => {
                 roles.extend(c.roles.iter().cloned());
                 if global.is_empty() {
-                    c.permissions
+                    p.cap(c.permissions)
                 } else {
                     global
                 }

@@ -344,3 +344,23 @@ pub struct Membership {
     pub workspace: Workspace,
     pub branch: Option<(Branch, Status)>,
 }
+
+/// A personal access token (`gatehouse_pat_…`): stored by the SHA-256 of its text only.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonalAccessToken {
+    pub id: Id,
+    pub account_id: Id,
+    pub name: String,
+    /// Permission names that cap the owner's; `None`: everything the owner holds.
+    pub scopes: Option<Vec<String>>,
+    /// The workspace and branch the token acts in (the owner must be a member there).
+    pub workspace_id: Option<Id>,
+    pub branch_id: Option<Id>,
+    pub created_at: Timestamp,
+    /// `None`: never expires (only where the instance allows it).
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_used_ip: Option<String>,
+    pub revoked_at: Option<Timestamp>,
+}

@@ -2,8 +2,8 @@
 
 use crate::model::{
     Account, AccountStatus, AuditEvent, AuditFilter, Branch, LoginCommit, Member, Membership,
-    NewMember, NewToken, Page, Paged, RefreshPolicy, Role, Rotation, Session, SigningKey, Status,
-    TotpCredential, TrustedDevice, Workspace,
+    NewMember, NewToken, Page, Paged, PersonalAccessToken, RefreshPolicy, Role, Rotation, Session,
+    SigningKey, Status, TotpCredential, TrustedDevice, Workspace,
 };
 use crate::{Id, Timestamp};
 use async_trait::async_trait;
@@ -327,6 +327,42 @@ pub trait TenancyStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// Personal access tokens: rows keyed by the SHA-256 of the token text. Every change writes
+/// its audit row in the same transaction.
+#[async_trait]
+pub trait PatStore: Send + Sync {
+    /// Inserts a token by its hash; `Conflict` if the hash is taken.
+    async fn create_pat(
+        &self,
+        pat: &PersonalAccessToken,
+        hash: &[u8],
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The token with this hash, whatever its state (revoked ones too, for the audit of a
+    /// use after revocation).
+    async fn pat_by_hash(&self, hash: &[u8]) -> StoreResult<Option<PersonalAccessToken>>;
+    /// The account's tokens that are not revoked, newest first.
+    async fn list_pats(&self, account_id: Id) -> StoreResult<Vec<PersonalAccessToken>>;
+    /// Revokes the account's token `id`, with the audit row; `false` if there is no such
+    /// live token of that account.
+    async fn revoke_pat(
+        &self,
+        account_id: Id,
+        id: Id,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Records a use (time and IP) unless one was recorded less than `min_gap_ms` ago, in
+    /// one conditional update; `true` if this call wrote.
+    async fn touch_pat(
+        &self,
+        id: Id,
+        now: Timestamp,
+        ip: Option<&str>,
+        min_gap_ms: i64,
+    ) -> StoreResult<bool>;
+}
+
 /// Everything durable, as one handle.
 #[async_trait]
 pub trait Store:
@@ -338,6 +374,7 @@ pub trait Store:
     + AuditStore
     + MfaStore
     + TenancyStore
+    + PatStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

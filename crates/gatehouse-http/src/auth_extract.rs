@@ -1,5 +1,5 @@
-//! Who is calling: a `Bearer` access token, or the web-session cookie (then unsafe methods
-//! also need a CSRF token). `RequirePermission<P>` additionally needs permission `P`
+//! Who is calling: a `Bearer` access token or personal access token, or the web-session
+//! cookie (then unsafe methods also need a CSRF token). `RequirePermission<P>` additionally needs permission `P`
 //! instance-wide (deny by default); `RequireBranch` needs a branch-scoped caller.
 
 use crate::envelope::ApiError;
@@ -99,7 +99,13 @@ impl FromRequestParts<AppState> for Auth {
                 if !scheme.eq_ignore_ascii_case("bearer") || token.len() > MAX_BEARER {
                     return Err(Code::TOKEN_INVALID.into());
                 }
-                state.svc.authenticate_bearer(token.trim()).await?
+                let token = token.trim();
+                if token.starts_with(gatehouse_core::pat::PAT_PREFIX) {
+                    let meta = context::current().meta();
+                    state.svc.authenticate_pat(token, &meta).await?
+                } else {
+                    state.svc.authenticate_bearer(token).await?
+                }
             }
             _ => return Err(AppError::new(Code::TOKEN_INVALID).into()),
         };

@@ -16,6 +16,7 @@ mod login;
 mod mfa;
 mod openapi;
 mod pages;
+mod pats;
 mod secrets;
 mod slow;
 mod tenancy;

@@ -1,0 +1,17 @@
+-- Personal access tokens, stored by the SHA-256 of their text only. Revoked rows stay, so
+-- a revoked token coming back is recognised (and audited) rather than merely unknown.
+CREATE TABLE personal_access_token (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    token_hash BLOB NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    scopes TEXT,
+    workspace_id BLOB,
+    branch_id BLOB,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    last_used_at BIGINT,
+    last_used_ip TEXT,
+    revoked_at BIGINT
+);
+CREATE INDEX personal_access_token_account ON personal_access_token(account_id, created_at);
