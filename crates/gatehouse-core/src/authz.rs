@@ -50,6 +50,9 @@ permissions! {
     MembersWrite = "members:write",
     RolesRead = "roles:read",
     RolesWrite = "roles:write",
+    ApiKeysRead = "api-keys:read",
+    ApiKeysWrite = "api-keys:write",
+    TokensIntrospect = "tokens:introspect",
 }
 
 // A `PermissionSet` keeps one bit per permission in a `u32`.

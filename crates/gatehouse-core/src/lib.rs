@@ -2,6 +2,7 @@
 //! the world only through the domain's ports, so it is tested without a network.
 
 pub mod admin;
+pub mod apikey;
 pub mod audit;
 pub mod auth;
 pub mod authz;

@@ -42,6 +42,8 @@ pub struct TokenGrant {
 pub enum CredentialKind {
     /// A personal access token (`gatehouse_pat_…`).
     Pat,
+    /// A service account's API key (`gatehouse_ak_…` with its secret).
+    ApiKey,
 }
 
 impl CredentialKind {
@@ -49,6 +51,7 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::Pat => "pat",
+            CredentialKind::ApiKey => "api_key",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod helpers;
 
 mod abuse;
 mod admin;
+mod apikeys;
 mod browser;
 mod cli;
 mod errors;
