@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod csrf;
+pub mod introspect;
 pub mod jwt;
 pub mod lockout;
 pub mod login;

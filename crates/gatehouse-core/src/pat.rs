@@ -256,6 +256,15 @@ impl Service {
         text: &str,
         meta: &RequestMeta,
     ) -> Result<Principal, AppError> {
+        Ok(self.check_pat(text, meta).await?.0)
+    }
+
+    /// [`Service::authenticate_pat`], also answering the token's row (introspection).
+    pub(crate) async fn check_pat(
+        &self,
+        text: &str,
+        meta: &RequestMeta,
+    ) -> Result<(Principal, PersonalAccessToken), AppError> {
         let ip = meta.ip.as_deref();
         const CHECKS: &str = "gatehouse_credential_checks_total";
         let outcome = |o: &'static str| [("kind", "pat"), ("outcome", o)];
@@ -308,7 +317,7 @@ impl Service {
             tracing::warn!(error = %e, "recording a token's use failed");
         }
         self.metrics.inc(CHECKS, &outcome("ok"));
-        Ok(principal)
+        Ok((principal, pat))
     }
 
     /// Audits a revoked token coming back, once a minute per token (the row is a write;

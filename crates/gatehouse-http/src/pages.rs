@@ -3,7 +3,7 @@
 //! bound to the browser's `gh_csrf` cookie, and every page is served with a strict CSP.
 
 mod account;
-mod form;
+pub(crate) mod form;
 mod html;
 mod login;
 mod mfa;

@@ -8,8 +8,10 @@ use crate::auth_extract::Auth;
 use crate::body::{Fields, JsonBody, path_id};
 use crate::envelope::{ApiError, ApiResult, ok, ok_status};
 use crate::openapi::{RouteDoc, Routes, Security};
+use crate::pages::form::{Form, FormError};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
 use axum::routing::{delete, get, post};
 use gatehouse_core::apikey::{NewApiKey, NewServiceAccount};
 use gatehouse_core::pat::NewPat;
@@ -235,6 +237,26 @@ pub fn routes() -> Routes {
             },
             delete(delete_key),
         )
+        .at(
+            RouteDoc {
+                security: Security::Admin,
+                // A form body (`token`, optional `token_type_hint`), as RFC 7662 has it.
+                codes: &[
+                    C::VALIDATION_ERROR,
+                    C::UNSUPPORTED_MEDIA_TYPE,
+                    C::PAYLOAD_TOO_LARGE,
+                ],
+                plain: Some("application/json"),
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/auth/introspect",
+                    AUTH,
+                    "RFC 7662 introspection of an access token or personal access token \
+                     (form field `token`; API key with tokens:introspect as HTTP Basic)",
+                )
+            },
+            post(introspect),
+        )
 }
 
 /// How `/auth/me` names the credential a request was made with.
@@ -443,4 +465,25 @@ async fn rotate_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<Str
 async fn delete_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult {
     s.svc.delete_api_key(&p, path_id(&id)?, &meta()).await?;
     Ok(ok(Code::OK, Value::Null))
+}
+
+async fn introspect(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    form: Result<Form, FormError>,
+) -> ApiResult {
+    let form = form.map_err(|FormError(status)| {
+        ApiError::from(match status {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::new(Code::UNSUPPORTED_MEDIA_TYPE),
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::new(Code::PAYLOAD_TOO_LARGE),
+            _ => AppError::validation(vec![FieldError::new("token", "invalid")]),
+        })
+    })?;
+    let answer = s.svc.introspect(&p, form.get("token"), &meta()).await?;
+    let mut res = axum::Json(answer).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
 }

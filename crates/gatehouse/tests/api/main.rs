@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod hardening;
 mod headers;
+mod introspect;
 mod keys;
 mod login;
 mod mfa;
