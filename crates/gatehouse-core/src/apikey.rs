@@ -345,6 +345,8 @@ impl Service {
         let now = self.now();
         if key.status != Status::Active {
             self.metrics.inc(CHECKS, &outcome("disabled"));
+            self.audit_refused_use("api_key.use_disabled", key.id, key.account_id, meta)
+                .await;
             return Err(Code::TOKEN_REVOKED.into());
         }
         if key.expires_at.is_some_and(|e| e <= now) {

@@ -281,7 +281,8 @@ impl Service {
         let now = self.now();
         if pat.revoked_at.is_some() {
             self.metrics.inc(CHECKS, &outcome("revoked"));
-            self.audit_revoked_use(&pat, meta).await;
+            self.audit_refused_use("pat.use_revoked", pat.id, pat.account_id, meta)
+                .await;
             return Err(Code::TOKEN_REVOKED.into());
         }
         if pat.expires_at.is_some_and(|e| e <= now) {
@@ -320,10 +321,16 @@ impl Service {
         Ok((principal, pat))
     }
 
-    /// Audits a revoked token coming back, once a minute per token (the row is a write;
-    /// a client retrying in a loop must not turn into a write per request).
-    async fn audit_revoked_use(&self, pat: &PersonalAccessToken, meta: &RequestMeta) {
-        let key = format!("patrev:{}", pat.id);
+    /// Audits a revoked credential coming back, once a minute per credential (the row is
+    /// a write; a client retrying in a loop must not turn into a write per request).
+    pub(crate) async fn audit_refused_use(
+        &self,
+        action: &str,
+        credential_id: Id,
+        account_id: Id,
+        meta: &RequestMeta,
+    ) {
+        let key = format!("credrefused:{credential_id}");
         match self
             .cache
             .set_nx(
@@ -336,15 +343,15 @@ impl Service {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "cache unavailable; auditing the revoked token's use anyway")
+                tracing::warn!(error = %e, "cache unavailable; auditing the refused use anyway")
             }
         }
         self.audit(
-            event(meta, self.now(), "pat.use_revoked", "failure")
-                .actor(Some(pat.account_id))
-                .target(Some(pat.account_id))
+            event(meta, self.now(), action, "failure")
+                .actor(Some(account_id))
+                .target(Some(account_id))
                 .reason("TOKEN_REVOKED")
-                .details(serde_json::json!({ "tokenId": pat.id })),
+                .details(serde_json::json!({ "credentialId": credential_id })),
         )
         .await;
     }

@@ -8,6 +8,7 @@ mod html;
 mod login;
 mod mfa;
 mod text;
+mod tokens;
 
 use crate::openapi::{RouteDoc, Routes, Security};
 use crate::{AppState, context, cookies};
@@ -150,6 +151,7 @@ pub fn routes() -> Routes {
             post(account::change_password),
         )
         .merge(mfa::routes())
+        .merge(tokens::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.

@@ -84,6 +84,16 @@ texts! {
     TrustedDevices => "Trusted browsers", "受信任的浏览器", "Trình duyệt tin cậy";
     Expires => "Expires", "过期时间", "Hết hạn";
     NoTrustedDevices => "No trusted browsers.", "没有受信任的浏览器。", "Không có trình duyệt tin cậy nào.";
+    AccessTokens => "Personal access tokens", "个人访问令牌", "Mã truy cập cá nhân";
+    NoAccessTokens => "No personal access tokens.", "没有个人访问令牌。", "Không có mã truy cập cá nhân nào.";
+    TokenName => "Name", "名称", "Tên";
+    LastUsed => "Last used", "最近使用", "Dùng lần cuối";
+    Days => "days", "天", "ngày";
+    CreateToken => "Create token", "创建令牌", "Tạo mã";
+    TokenCreatedTitle => "Your new personal access token", "您的新个人访问令牌", "Mã truy cập cá nhân mới của bạn";
+    TokenCreatedLead => "Copy it now: it is not shown again. Use it as \"Authorization: Bearer …\".", "请立即复制：它不会再次显示。使用方式为 \"Authorization: Bearer …\"。", "Hãy sao chép ngay: mã sẽ không hiển thị lại. Dùng dưới dạng \"Authorization: Bearer …\".";
+    Copy => "Copy", "复制", "Sao chép";
+    TokenRevoked => "The token was revoked.", "令牌已撤销。", "Đã thu hồi mã.";
 }
 
 #[cfg(test)]

@@ -206,6 +206,17 @@ async fn keys_and_accounts_are_disabled_enabled_and_deleted(b: Backend) {
         .await;
     assert_eq!(r.expect(200, "OK")["status"], "DISABLED");
     me().await.expect(401, "TOKEN_REVOKED");
+    let audit = app
+        .get_auth(
+            "/api/v1/admin/audit-events?action=api_key.use_disabled",
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        audit.expect(200, "OK")["total"],
+        1,
+        "a disabled key's use is audited"
+    );
     app.post_auth(
         &format!("/api/v1/admin/api-keys/{id}/enable"),
         &admin,

@@ -427,7 +427,107 @@ async fn last_use_is_recorded_at_most_once_a_minute(b: Backend) {
     assert_ne!(last_used().await["lastUsedAt"], first["lastUsedAt"]);
 }
 
+/// The value of the first `name="{name}" value="…"` in an HTML body.
+fn input_value(body: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{name} in {body}"))
+        + marker.len();
+    body[start..start + body[start..].find('"').unwrap()].to_string()
+}
+
+async fn the_account_page_creates_shows_once_and_revokes_tokens(b: Backend) {
+    let app = spawn_app(b).await;
+    app.user("pages@example.com").await;
+    let client = browser();
+    let login = client.get(app.url("/auth/login")).send().await.unwrap();
+    let csrf = input_value(&login.text().await.unwrap(), "csrf_token");
+    let signed = client
+        .post(app.url("/auth/login"))
+        .form(&[
+            ("identifier", "pages@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status().as_u16(), 303);
+    let account = client.get(app.url("/account")).send().await.unwrap();
+    let page = account.text().await.unwrap();
+    assert!(page.contains(r#"id="tokens""#), "{page}");
+    assert!(page.contains("No personal access tokens."));
+    let csrf = input_value(&page, "csrf_token");
+
+    let created = client
+        .post(app.url("/account/tokens"))
+        .form(&[
+            ("name", "laptop cli"),
+            ("expiresInDays", "30"),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 200);
+    let csp = created.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let shown = created.text().await.unwrap();
+    assert!(shown.contains(r#"id="copy-token""#), "{shown}");
+    let marker = r#"id="new-token" type="text" readonly value=""#;
+    let start = shown.find(marker).unwrap() + marker.len();
+    let token = &shown[start..start + shown[start..].find('"').unwrap()];
+    assert!(token.starts_with("gatehouse_pat_"), "{token}");
+    app.get_auth("/api/v1/auth/me", token)
+        .await
+        .expect(200, "OK");
+
+    let page = client
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("laptop cli"));
+    assert!(!page.contains(&token[14..]), "never shown again");
+    let row = r#"<tr data-token=""#;
+    let start = page.find(row).unwrap() + row.len();
+    let id = &page[start..start + page[start..].find('"').unwrap()];
+    let revoked = client
+        .post(app.url(&format!("/account/tokens/{id}/revoke")))
+        .form(&[("csrf_token", input_value(&page, "csrf_token").as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 303);
+    assert_eq!(
+        revoked.headers()["location"],
+        "/account?notice=token-revoked"
+    );
+    app.get_auth("/api/v1/auth/me", token)
+        .await
+        .expect(401, "TOKEN_REVOKED");
+    let page = client
+        .get(app.url("/account?notice=token-revoked"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("The token was revoked."));
+    assert!(page.contains("No personal access tokens."));
+}
+
 backend_tests!(
+    the_account_page_creates_shows_once_and_revokes_tokens,
     a_token_is_shown_once_and_never_listed,
     a_token_works_as_a_bearer_and_me_names_it,
     a_checksum_typo_is_refused_without_a_store_read,
