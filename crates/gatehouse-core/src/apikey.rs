@@ -7,6 +7,7 @@
 
 use crate::audit::{AuditExt, event};
 use crate::authz::{Permission, Scope};
+use crate::cred_cache;
 use crate::pat::{new_credential, parse_scopes, scope_set, well_formed};
 use crate::service::{AuthVia, CredentialKind, Principal, RequestMeta, Service, TokenGrant};
 use crate::tokens::digest;
@@ -171,13 +172,37 @@ impl Service {
         let audit = event(meta, self.now(), "admin.service_account.delete", "success")
             .actor(Some(actor.id))
             .target(Some(id));
+        // Its keys' cached copies go too; listed first, as deleting takes the rows.
+        let mut keys = Vec::new();
+        let mut page = 1;
+        loop {
+            let found = self
+                .store
+                .list_api_keys(
+                    Some(id),
+                    Page {
+                        page,
+                        page_size: 100,
+                    },
+                )
+                .await?;
+            let n = found.items.len();
+            keys.extend(found.items.into_iter().map(|k| k.access_key));
+            if n < 100 {
+                break;
+            }
+            page += 1;
+        }
         let deleted = self.store.delete_service_account(id, &audit).await;
         self.account_changed(id);
-        if deleted? {
-            Ok(())
-        } else {
-            Err(Code::NOT_FOUND.into())
+        if !deleted? {
+            return Err(Code::NOT_FOUND.into());
         }
+        for access_key in keys {
+            self.forget_credential(&cred_cache::api_key_key(&access_key))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Creates an API key for a service account; the secret key is returned once. Needs a
@@ -264,10 +289,14 @@ impl Service {
         let audit = event(meta, self.now(), action, "success")
             .actor(Some(actor.id))
             .details(serde_json::json!({ "keyId": id }));
-        self.store
+        let key = self
+            .store
             .set_api_key_status(id, status, &audit)
             .await?
-            .ok_or_else(|| Code::NOT_FOUND.into())
+            .ok_or(Code::NOT_FOUND)?;
+        self.forget_credential(&cred_cache::api_key_key(&key.access_key))
+            .await?;
+        Ok(key)
     }
 
     /// Gives a key a new secret (returned once); the old one is refused from now on.
@@ -291,6 +320,8 @@ impl Service {
             .rotate_api_key(id, &digest(&secret), now, &audit)
             .await?
             .ok_or(Code::NOT_FOUND)?;
+        self.forget_credential(&cred_cache::api_key_key(&key.access_key))
+            .await?;
         Ok((key, Secret::new(secret)))
     }
 
@@ -307,11 +338,39 @@ impl Service {
         let audit = event(meta, self.now(), "api_key.delete", "success")
             .actor(Some(actor.id))
             .details(serde_json::json!({ "keyId": id }));
-        if self.store.delete_api_key(id, &audit).await? {
-            Ok(())
-        } else {
-            Err(Code::NOT_FOUND.into())
+        let key = self.store.api_key_by_id(id).await?.ok_or(Code::NOT_FOUND)?;
+        if !self.store.delete_api_key(id, &audit).await? {
+            return Err(Code::NOT_FOUND.into());
         }
+        self.forget_credential(&cred_cache::api_key_key(&key.access_key))
+            .await
+    }
+
+    /// The key with this access key and its secret's hash: the shared cache's copy, else
+    /// the store's (then cached unless a change marker is there).
+    async fn api_key_row(&self, access_key: &str) -> Result<Option<(ApiKey, Vec<u8>)>, AppError> {
+        let ttl = std::time::Duration::from_secs(self.cfg.tokens.cache_seconds);
+        let key = cred_cache::api_key_key(access_key);
+        let mut marked = false;
+        if !ttl.is_zero()
+            && let Some(bytes) = self.cache.get(&key).await?
+        {
+            match serde_json::from_slice::<Option<cred_cache::CachedKey>>(&bytes) {
+                Ok(Some(c)) => return Ok(Some(c.into_parts())),
+                Ok(None) => marked = true,
+                Err(_) => {}
+            }
+        }
+        self.metrics
+            .inc("gatehouse_credential_lookups_total", &[("kind", "api_key")]);
+        let row = self.store.api_key_by_access_key(access_key).await?;
+        if let (Some((k, hash)), false, false) = (&row, marked, ttl.is_zero()) {
+            let copy = serde_json::to_vec(&cred_cache::CachedKey::of(k, hash)).unwrap_or_default();
+            if let Err(e) = self.cache.set_nx(&key, &copy, ttl).await {
+                tracing::warn!(error = %e, "caching a key's row failed");
+            }
+        }
+        Ok(row)
     }
 
     /// Checks an API key. A malformed pair is refused before any store read; an unknown
@@ -331,9 +390,7 @@ impl Service {
             self.metrics.inc(CHECKS, &outcome("malformed"));
             return Err(Code::TOKEN_INVALID.into());
         }
-        self.metrics
-            .inc("gatehouse_credential_lookups_total", &[("kind", "api_key")]);
-        let found = self.store.api_key_by_access_key(access_key).await?;
+        let found = self.api_key_row(access_key).await?;
         let presented = digest(secret.expose());
         // Compared even for an unknown key, so both answers take the same work.
         let stored = found.as_ref().map_or(&[0u8; 32][..], |(_, h)| h.as_slice());
@@ -368,16 +425,16 @@ impl Service {
             }),
         };
         self.me(&principal).await?;
-        let stale = key
-            .last_used_at
-            .is_none_or(|t| now.millis() - t.millis() >= TOUCH_GAP_MS);
-        if stale
-            && let Err(e) = self
+        if self.touch_due(key.id, key.last_used_at).await {
+            let ip = meta.ip.as_deref();
+            if let Err(e) = self
                 .store
-                .touch_api_key(key.id, now, meta.ip.as_deref(), TOUCH_GAP_MS)
+                .touch_api_key(key.id, now, ip, TOUCH_GAP_MS)
                 .await
-        {
-            tracing::warn!(error = %e, "recording a key's use failed");
+            {
+                tracing::warn!(error = %e, "recording a key's use failed");
+            }
+            self.touched(key.id).await;
         }
         self.metrics.inc(CHECKS, &outcome("ok"));
         Ok(principal)

@@ -176,6 +176,9 @@ pub struct TokensConfig {
     pub max_days: u32,
     /// Whether `expiresInDays: 0` (never expires) is accepted.
     pub allow_non_expiring: bool,
+    /// How long the shared cache may answer for a token's or key's row (0: always read the
+    /// store). Revocations overwrite the cached copy, so with Redis they apply at once.
+    pub cache_seconds: u64,
 }
 
 impl Default for TokensConfig {
@@ -184,6 +187,7 @@ impl Default for TokensConfig {
             default_days: 90,
             max_days: 365,
             allow_non_expiring: false,
+            cache_seconds: 30,
         }
     }
 }
@@ -300,6 +304,9 @@ impl CoreConfig {
                 "tokens.default_days",
                 "need 1 ≤ default_days ≤ max_days ≤ 3650",
             );
+        }
+        if t.cache_seconds > 3600 {
+            return bad("tokens.cache_seconds", "must be at most 3600");
         }
         if self.audit.prune_interval_seconds == 0 {
             return bad("audit.prune_interval_seconds", "must be ≥ 1");

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub(crate) mod cred_cache;
 pub mod csrf;
 pub mod introspect;
 pub mod jwt;

@@ -7,6 +7,7 @@
 
 use crate::audit::{AuditExt, event};
 use crate::authz::{Permission, PermissionSet};
+use crate::cred_cache;
 use crate::service::{AuthVia, CredentialKind, Principal, RequestMeta, Service, TokenGrant};
 use crate::tokens::{digest, random_bytes};
 use gatehouse_domain::ids::new_id;
@@ -224,10 +225,87 @@ impl Service {
             .actor(Some(p.account_id))
             .target(Some(p.account_id))
             .details(serde_json::json!({ "tokenId": id }));
-        if self.store.revoke_pat(p.account_id, id, now, &audit).await? {
-            Ok(())
-        } else {
-            Err(Code::NOT_FOUND.into())
+        let hash = self
+            .store
+            .revoke_pat(p.account_id, id, now, &audit)
+            .await?
+            .ok_or(Code::NOT_FOUND)?;
+        self.forget_credential(&cred_cache::pat_key(&hash)).await
+    }
+
+    /// Overwrites a credential's cached copy with the marker that sends checks to the
+    /// store, for as long as a copy could live (see [`cred_cache`]).
+    pub(crate) async fn forget_credential(&self, key: &str) -> Result<(), AppError> {
+        let ttl = Duration::from_secs(self.cfg.tokens.cache_seconds);
+        if ttl.is_zero() {
+            return Ok(());
+        }
+        self.cache.set(key, cred_cache::GONE, ttl).await?;
+        Ok(())
+    }
+
+    /// The token row with this hash: the shared cache's copy, else the store's (which is
+    /// then cached unless a revocation marker is there).
+    async fn pat_row(&self, hash: &[u8]) -> Result<Option<PersonalAccessToken>, AppError> {
+        let ttl = Duration::from_secs(self.cfg.tokens.cache_seconds);
+        let key = cred_cache::pat_key(hash);
+        let mut marked = false;
+        if !ttl.is_zero()
+            && let Some(bytes) = self.cache.get(&key).await?
+        {
+            match serde_json::from_slice::<Option<cred_cache::CachedPat>>(&bytes) {
+                Ok(Some(c)) => return Ok(Some(c.into())),
+                Ok(None) => marked = true,
+                Err(_) => {}
+            }
+        }
+        self.metrics
+            .inc("gatehouse_credential_lookups_total", &[("kind", "pat")]);
+        let row = self.store.pat_by_hash(hash).await?;
+        if let (Some(pat), false, false) = (&row, marked, ttl.is_zero()) {
+            let copy = serde_json::to_vec(&cred_cache::CachedPat::from(pat)).unwrap_or_default();
+            if let Err(e) = self.cache.set_nx(&key, &copy, ttl).await {
+                tracing::warn!(error = %e, "caching a token's row failed");
+            }
+        }
+        Ok(row)
+    }
+
+    /// Whether a credential's use is due to be recorded: the row says its last use is a
+    /// minute old, and no instance recorded one within the minute since that row was read
+    /// (the time of the last recording is kept in the shared cache).
+    pub(crate) async fn touch_due(
+        &self,
+        id: Id,
+        last_used: Option<gatehouse_domain::Timestamp>,
+    ) -> bool {
+        let now = self.now().millis();
+        if last_used.is_some_and(|t| now - t.millis() < TOUCH_GAP_MS) {
+            return false;
+        }
+        match self.cache.get(&cred_cache::touch_key(id)).await {
+            Ok(Some(v)) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_none_or(|at| now - at >= TOUCH_GAP_MS),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cache unavailable; not recording a credential's use");
+                false
+            }
+        }
+    }
+
+    /// Notes in the shared cache that a credential's use was just recorded.
+    pub(crate) async fn touched(&self, id: Id) {
+        let now = self.now().millis().to_string();
+        let ttl = Duration::from_millis(2 * TOUCH_GAP_MS.unsigned_abs());
+        if let Err(e) = self
+            .cache
+            .set(&cred_cache::touch_key(id), now.as_bytes(), ttl)
+            .await
+        {
+            tracing::warn!(error = %e, "cache unavailable; a credential's use may be recorded again");
         }
     }
 
@@ -272,9 +350,7 @@ impl Service {
             self.metrics.inc(CHECKS, &outcome("malformed"));
             return Err(Code::TOKEN_INVALID.into());
         }
-        self.metrics
-            .inc("gatehouse_credential_lookups_total", &[("kind", "pat")]);
-        let Some(pat) = self.store.pat_by_hash(&digest(text)).await? else {
+        let Some(pat) = self.pat_row(&digest(text)).await? else {
             self.metrics.inc(CHECKS, &outcome("unknown"));
             return Err(Code::TOKEN_INVALID.into());
         };
@@ -311,11 +387,11 @@ impl Service {
             (Some(ws), None) => self.active_member(pat.account_id, ws).await?,
             (None, None) => {}
         }
-        let stale = pat
-            .last_used_at
-            .is_none_or(|t| now.millis() - t.millis() >= TOUCH_GAP_MS);
-        if stale && let Err(e) = self.store.touch_pat(pat.id, now, ip, TOUCH_GAP_MS).await {
-            tracing::warn!(error = %e, "recording a token's use failed");
+        if self.touch_due(pat.id, pat.last_used_at).await {
+            if let Err(e) = self.store.touch_pat(pat.id, now, ip, TOUCH_GAP_MS).await {
+                tracing::warn!(error = %e, "recording a token's use failed");
+            }
+            self.touched(pat.id).await;
         }
         self.metrics.inc(CHECKS, &outcome("ok"));
         Ok((principal, pat))

@@ -343,15 +343,15 @@ pub trait PatStore: Send + Sync {
     async fn pat_by_hash(&self, hash: &[u8]) -> StoreResult<Option<PersonalAccessToken>>;
     /// The account's tokens that are not revoked, newest first.
     async fn list_pats(&self, account_id: Id) -> StoreResult<Vec<PersonalAccessToken>>;
-    /// Revokes the account's token `id`, with the audit row; `false` if there is no such
-    /// live token of that account.
+    /// Revokes the account's token `id`, with the audit row; returns its hash (so caches
+    /// can forget it), or `None` if there is no such live token of that account.
     async fn revoke_pat(
         &self,
         account_id: Id,
         id: Id,
         now: Timestamp,
         audit: &AuditEvent,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<Vec<u8>>>;
     /// Records a use (time and IP) unless one was recorded less than `min_gap_ms` ago, in
     /// one conditional update; `true` if this call wrote.
     async fn touch_pat(

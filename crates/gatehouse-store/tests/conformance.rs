@@ -2890,21 +2890,24 @@ async fn case_revoking_a_personal_access_token_keeps_it_recognisable(store: Arc<
         .create_pat(&t, &hash, &audit("pat.create", at(0)))
         .await
         .unwrap();
-    assert!(
-        !store
+    assert_eq!(
+        store
             .revoke_pat(bob.id, t.id, at(SECOND), &audit("pat.delete", at(SECOND)))
             .await
             .unwrap(),
+        None,
         "not someone else's"
     );
-    assert!(
+    assert_eq!(
         store
             .revoke_pat(ann.id, t.id, at(SECOND), &audit("pat.delete", at(SECOND)))
             .await
-            .unwrap()
+            .unwrap(),
+        Some(hash.clone()),
+        "the hash comes back, for caches to forget"
     );
     assert!(
-        !store
+        store
             .revoke_pat(
                 ann.id,
                 t.id,
@@ -2912,7 +2915,8 @@ async fn case_revoking_a_personal_access_token_keeps_it_recognisable(store: Arc<
                 &audit("pat.delete", at(2 * SECOND))
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "only once"
     );
     let row = store.pat_by_hash(&hash).await.unwrap().unwrap();

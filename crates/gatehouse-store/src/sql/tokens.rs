@@ -102,24 +102,24 @@ impl PatStore for Adapter {
         id: Id,
         now: Timestamp,
         audit: &AuditEvent,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Vec<u8>>> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        let done = sqlx::query(
+        let hash: Option<Vec<u8>> = sqlx::query_scalar(
             "UPDATE personal_access_token SET revoked_at = $1 \
-             WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL",
+             WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL RETURNING token_hash",
         )
         .bind(now.millis())
         .bind(id)
         .bind(account_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
+        if hash.is_none() {
+            return Ok(None);
         }
         insert_audit(&mut tx, audit).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        Ok(hash)
     }
 
     async fn touch_pat(

@@ -105,10 +105,26 @@ async fn a_checksum_typo_is_refused_without_a_store_read(b: Backend) {
         .await
         .expect(200, "OK");
     assert_eq!(lookups(), before + 1, "a well-formed token is looked up");
+    app.get_auth("/api/v1/auth/me", &token)
+        .await
+        .expect(200, "OK");
+    assert_eq!(
+        lookups(),
+        before + 1,
+        "then its row comes from the shared cache (tokens.cache_seconds)"
+    );
 }
 
 async fn a_revoked_token_is_refused_on_every_instance_and_audited(b: Backend) {
-    let app = spawn_app(b).await;
+    // Instances share token rows only through Redis (a cluster needs it). The two SQLite
+    // instances here each have their own memory cache, so they read tokens from the store.
+    let own_caches = matches!(b, Backend::Sqlite);
+    let app = spawn_app_with(b, |c| {
+        if own_caches {
+            c.tokens.cache_seconds = 0;
+        }
+    })
+    .await;
     let (access, pat) = user_with_pat(&app, "revoke@example.com").await;
     let token = text(&pat);
     // A second instance on the same store and cache.
