@@ -542,7 +542,72 @@ async fn the_account_page_creates_shows_once_and_revokes_tokens(b: Backend) {
     assert!(page.contains("No personal access tokens."));
 }
 
+async fn a_branch_bound_token_acts_in_its_branch_within_its_scopes(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin_token().await;
+    let ws = app
+        .post_auth(
+            "/api/v1/admin/workspaces",
+            &admin,
+            json!({ "slug": "shop", "name": "Shop" }),
+        )
+        .await
+        .expect(201, "OK")["id"]
+        .clone();
+    let branch = app
+        .post_auth(
+            &format!("/api/v1/admin/workspaces/{}/branches", ws.as_str().unwrap()),
+            &admin,
+            json!({ "code": "north", "name": "North" }),
+        )
+        .await
+        .expect(201, "OK")["id"]
+        .clone();
+    app.post_auth(
+        "/api/v1/admin/roles",
+        &admin,
+        json!({ "code": "clerk", "workspaceId": ws, "permissions": ["members:read", "members:write"] }),
+    )
+    .await
+    .expect(201, "OK");
+    let account = app.user("clerk@example.com").await;
+    app.post_auth(
+        &format!("/api/v1/admin/workspaces/{}/members", ws.as_str().unwrap()),
+        &admin,
+        json!({ "accountId": account.id, "branchIds": [branch], "roles": ["clerk"] }),
+    )
+    .await
+    .expect(201, "OK");
+    let (access, _) = app.tokens("clerk@example.com").await;
+    let pat = create(
+        &app,
+        &access,
+        json!({ "name": "till", "branchId": branch, "scopes": ["members:read"] }),
+    )
+    .await;
+    assert_eq!(pat["workspaceId"], ws, "the branch's workspace");
+    let token = text(&pat);
+    let me = app.get_auth("/api/v1/auth/me", &token).await;
+    let data = me.expect(200, "OK");
+    assert_eq!(data["scope"], "branch");
+    assert_eq!(data["branch"]["id"], branch);
+    assert_eq!(data["permissions"], json!(["members:read"]));
+    let context = app.get_auth("/api/v1/auth/context", &token).await;
+    assert_eq!(
+        context.expect(200, "OK")["permissions"],
+        json!(["members:read"]),
+        "the context shows the capped permissions too"
+    );
+    // The session itself holds both.
+    let context = app.get_auth("/api/v1/auth/context", &access).await;
+    assert_eq!(
+        context.expect(200, "OK")["permissions"],
+        json!(["members:read", "members:write"])
+    );
+}
+
 backend_tests!(
+    a_branch_bound_token_acts_in_its_branch_within_its_scopes,
     the_account_page_creates_shows_once_and_revokes_tokens,
     a_token_is_shown_once_and_never_listed,
     a_token_works_as_a_bearer_and_me_names_it,
