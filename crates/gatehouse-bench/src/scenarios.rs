@@ -96,6 +96,8 @@ fn expected(plan: &Plan, pg: bool) -> Vec<String> {
         "sqlite: me req/s ÷ hello".into(),
         "sqlite: me p99 ÷ hello p99".into(),
         "sqlite: refresh rotations/s per core".into(),
+        "sqlite: me with a PAT ÷ me with a JWT".into(),
+        "sqlite: introspection ÷ me with a JWT".into(),
         "sqlite: overload login shed p99".into(),
         "sqlite: overload admitted login p99".into(),
         "sqlite: overload /health p99".into(),
@@ -116,6 +118,8 @@ fn expected(plan: &Plan, pg: bool) -> Vec<String> {
             "postgres: me req/s ÷ hello".into(),
             "postgres: me p99 ÷ hello p99".into(),
             "postgres: refresh rotations/s per core".into(),
+            "postgres: me with a PAT ÷ me with a JWT".into(),
+            "postgres: introspection ÷ me with a JWT".into(),
         ]);
     }
     v
@@ -335,6 +339,35 @@ async fn access_tokens(
         );
     }
     Ok(out)
+}
+
+/// POSTs JSON with a bearer token; the envelope, or an error for anything but 2xx.
+async fn post_json(c: &reqwest::Client, url: &str, token: &str, body: Value) -> Result<Value> {
+    let (s, text) = load::timed(c.post(url).bearer_auth(token).json(&body)).await;
+    if !(200..300).contains(&s.status) {
+        bail!("POST {url} answered {}: {text}", s.status);
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// An access token of the seeded admin (account 0).
+async fn admin_token(base: &str, pop: &Population) -> Result<String> {
+    let c = load::client(true)?;
+    let token = csrf(&c, base).await?;
+    let (s, body) = load::timed(
+        c.post(format!("{base}/api/v1/auth/login"))
+            .header("X-CSRFToken", token)
+            .json(&json!({ "identifier": pop.email(0), "password": PASSWORD })),
+    )
+    .await;
+    if s.status != 200 {
+        bail!("admin login answered {}: {body}", s.status);
+    }
+    let v: Value = serde_json::from_str(&body)?;
+    v["data"]["auth"]["accessToken"]
+        .as_str()
+        .map(str::to_string)
+        .context("no accessToken for the admin")
 }
 
 fn ok(s: &Sample) -> bool {
@@ -658,7 +691,7 @@ impl Ctx<'_> {
         let run = get_load(
             &c,
             format!("{base}/api/v1/auth/me"),
-            tokens,
+            tokens.clone(),
             self.plan.me_conc,
             self.plan.dur,
             self.plan.warmup,
@@ -698,6 +731,8 @@ impl Ctx<'_> {
             &format!("info (c={})", self.plan.me_conc),
             None,
         );
+        self.credential_rows(backend, base, pop, &c, &tokens, rps)
+            .await?;
 
         self.step(&format!("{backend}: POST /api/v1/auth/refresh"));
         let run = refresh_load(
@@ -729,6 +764,125 @@ impl Ctx<'_> {
             run.rate(ok),
             run.pct_ms(50.0, ok),
             run.pct_ms(99.0, ok)
+        );
+        Ok(())
+    }
+
+    /// `/auth/me` with personal access tokens, and introspection of access tokens, each
+    /// as a ratio to `/auth/me` with access tokens (`jwt_rps`, measured just before).
+    async fn credential_rows(
+        &mut self,
+        backend: &str,
+        base: &str,
+        pop: &Population,
+        c: &reqwest::Client,
+        tokens: &Arc<Vec<String>>,
+        jwt_rps: f64,
+    ) -> Result<()> {
+        self.step(&format!(
+            "{backend}: GET /api/v1/auth/me with personal access tokens"
+        ));
+        let mut pats = Vec::with_capacity(tokens.len());
+        for t in tokens.iter() {
+            let v = post_json(
+                c,
+                &format!("{base}/api/v1/auth/tokens"),
+                t,
+                json!({ "name": "bench" }),
+            )
+            .await?;
+            pats.push(v["data"]["token"].as_str().context("no token")?.to_string());
+        }
+        let run = get_load(
+            c,
+            format!("{base}/api/v1/auth/me"),
+            Arc::new(pats),
+            self.plan.me_conc,
+            self.plan.dur,
+            self.plan.warmup,
+            None,
+        )
+        .await?;
+        let errors = run.count(|s| !ok(s));
+        if errors > 0 {
+            println!("  {errors} /auth/me with a PAT did not answer 200");
+        }
+        let rps = run.rate(ok);
+        self.row(
+            format!("{backend}: me with a PAT ÷ me with a JWT"),
+            rps,
+            "req/s",
+            Some(jwt_rps),
+            Some(rps / jwt_rps),
+            "≥ 0.80",
+            at_least(rps / jwt_rps, 0.8),
+        );
+
+        self.step(&format!("{backend}: POST /api/v1/auth/introspect"));
+        let admin = admin_token(base, pop).await?;
+        let sa = post_json(
+            c,
+            &format!("{base}/api/v1/admin/service-accounts"),
+            &admin,
+            json!({ "username": "bench-introspect", "roles": ["admin"] }),
+        )
+        .await?;
+        let key = post_json(
+            c,
+            &format!("{base}/api/v1/admin/api-keys"),
+            &admin,
+            json!({ "name": "bench", "serviceAccountId": sa["data"]["id"],
+                    "scopes": ["tokens:introspect"] }),
+        )
+        .await?;
+        let ak = key["data"]["accessKey"]
+            .as_str()
+            .context("no accessKey")?
+            .to_string();
+        let sk = key["data"]["secretKey"]
+            .as_str()
+            .context("no secretKey")?
+            .to_string();
+        let url = format!("{base}/api/v1/auth/introspect");
+        let run = load::drive(
+            self.plan.me_conc,
+            self.plan.dur,
+            self.plan.warmup,
+            |i, deadline| {
+                let (c, url, tokens) = (c.clone(), url.clone(), tokens.clone());
+                let (ak, sk) = (ak.clone(), sk.clone());
+                async move {
+                    let mut out = Vec::new();
+                    let mut k = i;
+                    while Instant::now() < deadline {
+                        let req = c
+                            .post(&url)
+                            .basic_auth(&ak, Some(&sk))
+                            .form(&[("token", tokens[k % tokens.len()].as_str())]);
+                        k += 1;
+                        let (s, body) = load::timed(req).await;
+                        // An inactive answer is a failure here: every token is live.
+                        let active = body.contains(r#""active":true"#);
+                        out.push(if active { s } else { Sample { status: 0, ..s } });
+                    }
+                    Ok(out)
+                }
+            },
+        )
+        .await?;
+        let errors = run.count(|s| !ok(s));
+        if errors > 0 {
+            println!("  {errors} introspections did not answer active");
+        }
+        let rps = run.rate(ok);
+        self.row(
+            format!("{backend}: introspection ÷ me with a JWT"),
+            rps,
+            "req/s",
+            Some(jwt_rps),
+            Some(rps / jwt_rps),
+            "≥ 0.80",
+            at_least(rps / jwt_rps, 0.8),
         );
         Ok(())
     }

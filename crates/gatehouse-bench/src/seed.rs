@@ -1,5 +1,5 @@
-//! Seeding: accounts (with the `user` role and one Argon2id password credential, the same
-//! hash for all), one active session each and that session's refresh token, written straight
+//! Seeding: accounts (with the `user` role, account 0 also `admin`, and one Argon2id
+//! password credential, the same hash for all), one active session each and that session's refresh token, written straight
 //! into a migrated database with batched multi-row INSERTs (schema: gatehouse-store's
 //! `migrations/*/0001_core.sql`).
 
@@ -172,6 +172,14 @@ macro_rules! seed_all {
             }
             tx.commit().await?;
             lo = hi;
+        }
+        // Account 0 is also an admin: the introspection scenario creates its service
+        // account and API key with it.
+        if pop.n > 0 {
+            sqlx::query("INSERT INTO account_role (account_id, role) VALUES ($1, 'admin')")
+                .bind(pop.account_id(0))
+                .execute(&mut *$conn)
+                .await?;
         }
         Ok(Seeded {
             rows,

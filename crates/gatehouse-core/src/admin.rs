@@ -8,7 +8,7 @@ use crate::password::check_policy;
 use crate::service::{RequestMeta, Service};
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, Page, Paged, Session,
+    Account, AccountKind, AccountStatus, AuditEvent, AuditFilter, Page, Paged, Session,
 };
 use gatehouse_domain::ports::NewAccount;
 use gatehouse_domain::values::{Email, Username};
@@ -167,6 +167,7 @@ impl Service {
             username: username.map(|u| u.as_str().to_string()),
             display_name,
             status: AccountStatus::Active,
+            kind: AccountKind::User,
             must_change_password: input
                 .must_change_password
                 .unwrap_or(self.cfg.session.admin_created_must_change_password),

@@ -168,6 +168,7 @@ impl Service {
             via: AuthVia::Bearer,
             workspace_id: claims.ws,
             branch_id: claims.br,
+            token: None,
         })
     }
 
@@ -184,6 +185,7 @@ impl Service {
             via: AuthVia::Cookie,
             workspace_id: session.workspace_id,
             branch_id: session.branch_id,
+            token: None,
         })
     }
 
@@ -197,6 +199,7 @@ impl Service {
         branch_id: Id,
         meta: &RequestMeta,
     ) -> Result<Issued, AppError> {
+        p.require_session()?;
         let account = self.me(p).await?;
         let ctx = self.branch_context(account.id, branch_id).await?;
         let now = self.now();
@@ -278,6 +281,7 @@ impl Service {
 
     /// Ends the caller's session: the session is revoked and the access token denied.
     pub async fn logout(&self, p: &Principal, meta: &RequestMeta) -> Result<(), AppError> {
+        p.require_session()?;
         let now = self.now();
         let audit = event(meta, now, "logout", "success")
             .actor(Some(p.account_id))
@@ -290,6 +294,7 @@ impl Service {
 
     /// Ends every session of the caller's account.
     pub async fn logout_all(&self, p: &Principal, meta: &RequestMeta) -> Result<usize, AppError> {
+        p.require_session()?;
         let now = self.now();
         let audit = event(meta, now, "logout.all", "success")
             .actor(Some(p.account_id))
@@ -319,6 +324,7 @@ impl Service {
         new: &Secret,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
+        p.require_session()?;
         let account = self.me(p).await?;
         // The current password is a secret check like any other: it counts toward the
         // account's lockout, and a locked account cannot try it.
@@ -365,6 +371,7 @@ impl Service {
         id: Id,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
+        p.require_session()?;
         let session = self.store.session_by_id(id).await?;
         let session =
             session.filter(|s| s.account_id == p.account_id && s.status == SessionStatus::Active);

@@ -50,6 +50,9 @@ permissions! {
     MembersWrite = "members:write",
     RolesRead = "roles:read",
     RolesWrite = "roles:write",
+    ApiKeysRead = "api-keys:read",
+    ApiKeysWrite = "api-keys:write",
+    TokensIntrospect = "tokens:introspect",
 }
 
 // A `PermissionSet` keeps one bit per permission in a `u32`.
@@ -158,6 +161,19 @@ impl PermissionSet {
         }
     }
 
+    /// What both sets hold.
+    pub fn intersect(&self, other: &PermissionSet) -> PermissionSet {
+        match (self.all, other.all) {
+            (true, true) => Self::ALL,
+            (true, false) => *other,
+            (false, true) => *self,
+            (false, false) => Self {
+                all: false,
+                bits: self.bits & other.bits,
+            },
+        }
+    }
+
     /// True if nothing is held.
     pub fn is_empty(&self) -> bool {
         !self.all && self.bits == 0
@@ -214,11 +230,15 @@ impl Service {
     ) -> Result<(Account, PermissionSet), AppError> {
         let account = self.me(p).await?;
         if account.has_role("admin") {
-            return Ok((account, PermissionSet::ALL));
+            return Ok((account, p.cap(PermissionSet::ALL)));
         }
         let Scope::Workspace(ws) = scope else {
             return Ok((account, PermissionSet::NONE));
         };
+        // A credential bound to a workspace acts in that workspace only.
+        if p.token.is_some() && p.workspace_id.is_some_and(|bound| bound != ws) {
+            return Ok((account, PermissionSet::NONE));
+        }
         let usable = self
             .store
             .workspace_by_id(ws)
@@ -242,7 +262,7 @@ impl Service {
                 .iter()
                 .flat_map(|r| r.permissions.iter().map(String::as_str)),
         );
-        Ok((account, held))
+        Ok((account, p.cap(held)))
     }
 
     /// `Ok` if the caller may hand the permissions in `wanted` to others in `workspace`: an
@@ -256,7 +276,8 @@ impl Service {
         wanted: &PermissionSet,
     ) -> Result<(), AppError> {
         let (account, held) = self.permissions_in(p, Scope::Workspace(workspace)).await?;
-        if account.has_role("admin") {
+        // A token's scopes cap what it may hand on, the instance admin's too.
+        if account.has_role("admin") && p.token.is_none() {
             return Ok(());
         }
         held.may_delegate(wanted)
@@ -326,6 +347,20 @@ mod tests {
         };
         assert_eq!(e.code, Code::PERMISSION_REQUIRED);
         assert_eq!(e.fields, vec![FieldError::new("permission", "users:write")]);
+    }
+
+    #[test]
+    fn an_intersection_holds_only_what_both_hold() {
+        let a = PermissionSet::from_names(["users:read", "audit:read"]);
+        let b = PermissionSet::from_names(["audit:read", "roles:read"]);
+        assert_eq!(a.intersect(&b).names(), ["audit:read"]);
+        assert_eq!(PermissionSet::ALL.intersect(&a), a);
+        assert_eq!(a.intersect(&PermissionSet::ALL), a);
+        assert_eq!(
+            PermissionSet::ALL.intersect(&PermissionSet::ALL),
+            PermissionSet::ALL
+        );
+        assert!(a.intersect(&PermissionSet::NONE).is_empty());
     }
 
     #[test]

@@ -166,6 +166,32 @@ impl Default for AuditConfig {
     }
 }
 
+/// Personal access tokens and API keys (`[tokens]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Lifetime of a new token when the request names none.
+    pub default_days: u32,
+    /// The longest lifetime a request may ask for.
+    pub max_days: u32,
+    /// Whether `expiresInDays: 0` (never expires) is accepted.
+    pub allow_non_expiring: bool,
+    /// How long the shared cache may answer for a token's or key's row (0: always read the
+    /// store). Revocations overwrite the cached copy, so with Redis they apply at once.
+    pub cache_seconds: u64,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            default_days: 90,
+            max_days: 365,
+            allow_non_expiring: false,
+            cache_seconds: 30,
+        }
+    }
+}
+
 /// Server-side secrets (`[secrets]`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -185,6 +211,7 @@ pub struct CoreConfig {
     pub lockout: LockoutConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub audit: AuditConfig,
+    pub tokens: TokensConfig,
 }
 
 impl CoreConfig {
@@ -266,6 +293,20 @@ impl CoreConfig {
                 "lockout.max_failures",
                 "max_failures and duration_seconds must be ≥ 1",
             );
+        }
+        let t = &self.tokens;
+        if t.max_days == 0
+            || t.max_days > 3650
+            || t.default_days == 0
+            || t.default_days > t.max_days
+        {
+            return bad(
+                "tokens.default_days",
+                "need 1 ≤ default_days ≤ max_days ≤ 3650",
+            );
+        }
+        if t.cache_seconds > 3600 {
+            return bad("tokens.cache_seconds", "must be at most 3600");
         }
         if self.audit.prune_interval_seconds == 0 {
             return bad("audit.prune_interval_seconds", "must be ≥ 1");

@@ -93,6 +93,14 @@ const HELP: &[(&str, &str)] = &[
         "gatehouse_refresh_reuse_total",
         "Rotated refresh tokens presented again (session revoked)",
     ),
+    (
+        "gatehouse_credential_checks_total",
+        "Personal access token and API key checks by kind and outcome",
+    ),
+    (
+        "gatehouse_credential_lookups_total",
+        "Store lookups of personal access tokens and API keys by kind (malformed ones never get one)",
+    ),
 ];
 
 fn escape(v: &str) -> String {

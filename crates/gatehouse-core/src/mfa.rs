@@ -216,6 +216,7 @@ impl Service {
     /// Starts TOTP enrolment for the signed-in account: a fresh secret each call, unless
     /// `reuse` asks for the pending one again. `CONFLICT` if TOTP is already on.
     pub async fn enroll_totp(&self, p: &Principal, reuse: bool) -> Result<Enrollment, AppError> {
+        p.require_session()?;
         let account = self.me(p).await?;
         let keep = if reuse { Keep::Any } else { Keep::Fresh };
         Ok(self.start_enrollment(&account, keep).await?.0)
@@ -228,6 +229,7 @@ impl Service {
         code: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<String>, AppError> {
+        p.require_session()?;
         let account = self.me(p).await?;
         self.confirm_pending(&account, code, meta).await
     }
@@ -239,6 +241,7 @@ impl Service {
         code: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<String>, AppError> {
+        p.require_session()?;
         let account = self.me(p).await?;
         self.spend_counted_totp(&account, code, meta).await?;
         let codes = totp::new_recovery_codes()?;
@@ -266,6 +269,7 @@ impl Service {
         code: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
+        p.require_session()?;
         let account = self.me(p).await?;
         let active = self.store.totp(account.id).await?.is_some_and(|c| c.active);
         if !active {
@@ -339,6 +343,7 @@ impl Service {
         id: Option<Id>,
         meta: &RequestMeta,
     ) -> Result<u64, AppError> {
+        p.require_session()?;
         let audit = event(meta, self.now(), "mfa.device.revoke", "success")
             .actor(Some(p.account_id))
             .target(Some(p.account_id))

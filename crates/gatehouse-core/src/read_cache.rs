@@ -92,6 +92,7 @@ mod tests {
             username: None,
             display_name: None,
             status: AccountStatus::Active,
+            kind: Default::default(),
             must_change_password: false,
             roles: Vec::new(),
             created_at: Timestamp::from_millis(0),

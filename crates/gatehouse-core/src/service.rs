@@ -10,10 +10,12 @@ use gatehouse_domain::{AppError, Code, Id, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Who is calling, as proven by a bearer token or a web-session cookie.
+/// Who is calling, as proven by a bearer token, a personal access token or a web-session
+/// cookie.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub account_id: Id,
+    /// The session; for a personal access token, the token's id (it has no session).
     pub session_id: Id,
     /// The access token's `jti` and expiry (bearer only), for the denylist at logout.
     pub jti: Option<(String, Timestamp)>,
@@ -21,6 +23,56 @@ pub struct Principal {
     /// The workspace and branch of a branch-scoped token or session (`None`: account scope).
     pub workspace_id: Option<Id>,
     pub branch_id: Option<Id>,
+    /// Set when the caller presented a long-lived credential instead of a session.
+    pub token: Option<TokenGrant>,
+}
+
+/// A long-lived credential a request was made with: which one, and what it may do.
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    pub kind: CredentialKind,
+    pub id: Id,
+    pub name: String,
+    /// Caps the owner's permissions (`None`: no cap).
+    pub scopes: Option<crate::authz::PermissionSet>,
+}
+
+/// The kinds of long-lived credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A personal access token (`gatehouse_pat_…`).
+    Pat,
+    /// A service account's API key (`gatehouse_ak_…` with its secret).
+    ApiKey,
+}
+
+impl CredentialKind {
+    /// The wire name (`/auth/me`'s `credential.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Pat => "pat",
+            CredentialKind::ApiKey => "api_key",
+        }
+    }
+}
+
+impl Principal {
+    /// `SESSION_REQUIRED` for a caller holding only a long-lived credential: what manages
+    /// credentials and sessions (passwords, two-factor, tokens, logout) needs a sign-in.
+    pub fn require_session(&self) -> Result<(), AppError> {
+        match self.token {
+            Some(_) => Err(Code::SESSION_REQUIRED.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// What the caller holds once its credential's scopes are applied.
+    pub fn cap(&self, held: crate::authz::PermissionSet) -> crate::authz::PermissionSet {
+        match self.token.as_ref().and_then(|t| t.scopes) {
+            Some(scopes) => held.intersect(&scopes),
+            None => held,
+        }
+    }
 }
 
 /// How the caller authenticated.

@@ -223,9 +223,12 @@ impl Service {
     }
 
     /// The caller's branch context; `BRANCH_CONTEXT_REQUIRED` for account-scoped callers.
+    /// A token's scopes cap the permissions shown.
     pub async fn current_branch(&self, p: &Principal) -> Result<BranchContext, AppError> {
         let branch = p.branch_id.ok_or(Code::BRANCH_CONTEXT_REQUIRED)?;
-        self.branch_context(p.account_id, branch).await
+        let mut ctx = self.branch_context(p.account_id, branch).await?;
+        ctx.permissions = p.cap(ctx.permissions);
+        Ok(ctx)
     }
 
     /// Creates a workspace; a taken slug is `CONFLICT`.

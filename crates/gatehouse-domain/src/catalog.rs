@@ -119,6 +119,7 @@ catalog! {
     MEMBER_DISABLED = 403, "Your membership is disabled", "成员资格已被禁用", "Tư cách thành viên đã bị vô hiệu hóa";
     BRANCH_CONTEXT_REQUIRED = 403, "Select a branch first", "请先选择分支", "Hãy chọn chi nhánh trước";
     PERMISSION_REQUIRED = 403, "You do not have permission to do this", "没有执行此操作的权限", "Bạn không có quyền thực hiện thao tác này";
+    SESSION_REQUIRED = 403, "This needs a signed-in session; access tokens and API keys cannot do it", "此操作需要登录会话，个人访问令牌和 API 密钥不能执行", "Thao tác này cần phiên đăng nhập; mã truy cập cá nhân và khóa API không thể thực hiện";
     PASSWORD_POLICY_VIOLATION = 422, "The new password does not meet the password policy", "新密码不符合密码策略", "Mật khẩu mới không đáp ứng chính sách mật khẩu";
     NOT_FOUND = 404, "Not found", "未找到", "Không tìm thấy";
     METHOD_NOT_ALLOWED = 405, "Method not allowed", "不允许的请求方法", "Phương thức không được phép";

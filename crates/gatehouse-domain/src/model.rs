@@ -30,6 +30,36 @@ impl AccountStatus {
     }
 }
 
+/// Whether an account is a person's or a service's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKind {
+    /// A person: signs in interactively.
+    #[default]
+    User,
+    /// A service: never signs in interactively, authenticates with API keys.
+    Service,
+}
+
+impl AccountKind {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::User => "USER",
+            AccountKind::Service => "SERVICE",
+        }
+    }
+
+    /// Parses the stored text; unknown text reads as a service (it cannot sign in).
+    pub fn from_db(s: &str) -> Self {
+        if s == "USER" {
+            AccountKind::User
+        } else {
+            AccountKind::Service
+        }
+    }
+}
+
 /// A person or service that can sign in.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +69,7 @@ pub struct Account {
     pub username: Option<String>,
     pub display_name: Option<String>,
     pub status: AccountStatus,
+    pub kind: AccountKind,
     pub must_change_password: bool,
     pub roles: Vec<String>,
     pub created_at: Timestamp,
@@ -409,4 +440,45 @@ pub struct Membership {
     pub member_status: Status,
     pub workspace: Workspace,
     pub branch: Option<(Branch, Status)>,
+}
+
+/// A personal access token (`gatehouse_pat_…`): stored by the SHA-256 of its text only.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonalAccessToken {
+    pub id: Id,
+    pub account_id: Id,
+    pub name: String,
+    /// Permission names that cap the owner's; `None`: everything the owner holds.
+    pub scopes: Option<Vec<String>>,
+    /// The workspace and branch the token acts in (the owner must be a member there).
+    pub workspace_id: Option<Id>,
+    pub branch_id: Option<Id>,
+    pub created_at: Timestamp,
+    /// `None`: never expires (only where the instance allows it).
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_used_ip: Option<String>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A service account's API key: a public access key (`gatehouse_ak_…`) and a secret key
+/// (`gatehouse_sk_…`) stored by its SHA-256 only.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: Id,
+    /// The service account it authenticates as.
+    pub account_id: Id,
+    pub name: String,
+    pub access_key: String,
+    /// Permission names that cap the service account's; `None`: everything it holds.
+    pub scopes: Option<Vec<String>>,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_used_ip: Option<String>,
+    /// When the secret was last replaced.
+    pub rotated_at: Option<Timestamp>,
 }

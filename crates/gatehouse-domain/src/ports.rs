@@ -1,9 +1,10 @@
 //! Ports: what the core needs from the outside world. Adapters live in other crates.
 
 use crate::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, Branch, Invitation, InvitationStatus,
-    LoginCommit, Member, Membership, NewMember, NewToken, Page, Paged, RefreshPolicy, Role,
-    Rotation, Session, SigningKey, Status, TotpCredential, TrustedDevice, Workspace,
+    Account, AccountStatus, ApiKey, AuditEvent, AuditFilter, Branch, Invitation, InvitationStatus,
+    LoginCommit, Member, Membership, NewMember, NewToken, Page, Paged, PersonalAccessToken,
+    RefreshPolicy, Role, Rotation, Session, SigningKey, Status, TotpCredential, TrustedDevice,
+    Workspace,
 };
 use crate::{Id, Timestamp};
 use async_trait::async_trait;
@@ -366,6 +367,95 @@ pub trait TenancyStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// Personal access tokens: rows keyed by the SHA-256 of the token text. Every change writes
+/// its audit row in the same transaction.
+#[async_trait]
+pub trait PatStore: Send + Sync {
+    /// Inserts a token by its hash; `Conflict` if the hash is taken.
+    async fn create_pat(
+        &self,
+        pat: &PersonalAccessToken,
+        hash: &[u8],
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The token with this hash, whatever its state (revoked ones too, for the audit of a
+    /// use after revocation).
+    async fn pat_by_hash(&self, hash: &[u8]) -> StoreResult<Option<PersonalAccessToken>>;
+    /// The account's tokens that are not revoked, newest first.
+    async fn list_pats(&self, account_id: Id) -> StoreResult<Vec<PersonalAccessToken>>;
+    /// Revokes the account's token `id`, with the audit row; returns its hash (so caches
+    /// can forget it), or `None` if there is no such live token of that account.
+    async fn revoke_pat(
+        &self,
+        account_id: Id,
+        id: Id,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Vec<u8>>>;
+    /// Records a use (time and IP) unless one was recorded less than `min_gap_ms` ago, in
+    /// one conditional update; `true` if this call wrote.
+    async fn touch_pat(
+        &self,
+        id: Id,
+        now: Timestamp,
+        ip: Option<&str>,
+        min_gap_ms: i64,
+    ) -> StoreResult<bool>;
+}
+
+/// Service accounts and their API keys. Every change writes its audit row in the same
+/// transaction.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Service accounts, oldest first.
+    async fn list_service_accounts(&self, page: Page) -> StoreResult<Paged<Account>>;
+    /// Deletes a service account (with its keys, roles and memberships); `false` if there
+    /// is no such service account.
+    async fn delete_service_account(&self, id: Id, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Inserts a key with the hash of its secret; `Conflict` if the access key is taken.
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        secret_hash: &[u8],
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The key with this access key and the hash of its current secret.
+    async fn api_key_by_access_key(
+        &self,
+        access_key: &str,
+    ) -> StoreResult<Option<(ApiKey, Vec<u8>)>>;
+    async fn api_key_by_id(&self, id: Id) -> StoreResult<Option<ApiKey>>;
+    /// Keys, oldest first; only those of `account_id` when given.
+    async fn list_api_keys(&self, account_id: Option<Id>, page: Page)
+    -> StoreResult<Paged<ApiKey>>;
+    /// Sets a key's status; `None` if there is no such key.
+    async fn set_api_key_status(
+        &self,
+        id: Id,
+        status: Status,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<ApiKey>>;
+    /// Replaces a key's secret (the old one stops working at once); `None` if there is no
+    /// such key.
+    async fn rotate_api_key(
+        &self,
+        id: Id,
+        secret_hash: &[u8],
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<ApiKey>>;
+    /// Deletes a key; `false` if there was none.
+    async fn delete_api_key(&self, id: Id, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Records a use unless one was recorded less than `min_gap_ms` ago; `true` if written.
+    async fn touch_api_key(
+        &self,
+        id: Id,
+        now: Timestamp,
+        ip: Option<&str>,
+        min_gap_ms: i64,
+    ) -> StoreResult<bool>;
+}
+
 /// Everything durable, as one handle.
 #[async_trait]
 pub trait Store:
@@ -377,6 +467,8 @@ pub trait Store:
     + AuditStore
     + MfaStore
     + TenancyStore
+    + PatStore
+    + ApiKeyStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

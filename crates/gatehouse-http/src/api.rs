@@ -22,6 +22,7 @@ use std::collections::HashMap;
 mod invitations;
 mod mfa;
 mod tenancy;
+mod tokens;
 
 const AUTH: &str = "auth";
 const ADMIN: &str = "admin";
@@ -330,6 +331,7 @@ pub fn routes() -> Routes {
         .merge(mfa::routes())
         .merge(tenancy::routes())
         .merge(invitations::routes())
+        .merge(tokens::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {
@@ -548,11 +550,13 @@ async fn logout_all(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
 struct MeView<'a> {
     account: &'a gatehouse_domain::model::Account,
     branch: Option<&'a gatehouse_domain::model::Branch>,
+    /// The long-lived credential the request was made with (`null` for a session).
+    credential: Option<tokens::CredentialView<'a>>,
     member: Option<&'a gatehouse_domain::model::Member>,
     permissions: gatehouse_core::authz::PermissionSet,
     roles: Vec<String>,
     scope: &'static str,
-    session_id: gatehouse_domain::Id,
+    session_id: Option<gatehouse_domain::Id>,
     workspace: Option<&'a gatehouse_domain::model::Workspace>,
 }
 
@@ -564,6 +568,7 @@ async fn me(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
         MeView {
             account: &me.account,
             branch: context.map(|c| &c.branch),
+            credential: p.token.as_ref().map(tokens::CredentialView::of),
             member: context.map(|c| &c.member),
             permissions: me.permissions,
             roles: me.roles,
@@ -572,7 +577,7 @@ async fn me(State(s): State<AppState>, Auth(p): Auth) -> ApiResult {
             } else {
                 "account"
             },
-            session_id: p.session_id,
+            session_id: p.token.is_none().then_some(p.session_id),
             workspace: context.map(|c| &c.workspace),
         },
     ))

@@ -1,5 +1,5 @@
-//! Who is calling: a `Bearer` access token, or the web-session cookie (then unsafe methods
-//! also need a CSRF token). `RequirePermission<P>` additionally needs permission `P`
+//! Who is calling: a `Bearer` access token or personal access token, an API key as HTTP
+//! `Basic`, or the web-session cookie (then unsafe methods also need a CSRF token). `RequirePermission<P>` additionally needs permission `P`
 //! instance-wide (deny by default); `RequireBranch` needs a branch-scoped caller.
 
 use crate::envelope::ApiError;
@@ -96,10 +96,30 @@ impl FromRequestParts<AppState> for Auth {
             [one] => {
                 let raw = one.to_str().map_err(|_| Code::TOKEN_INVALID)?;
                 let (scheme, token) = raw.split_once(' ').ok_or(Code::TOKEN_INVALID)?;
-                if !scheme.eq_ignore_ascii_case("bearer") || token.len() > MAX_BEARER {
+                if token.len() > MAX_BEARER {
                     return Err(Code::TOKEN_INVALID.into());
                 }
-                state.svc.authenticate_bearer(token.trim()).await?
+                if scheme.eq_ignore_ascii_case("basic") {
+                    let (access_key, secret) =
+                        gatehouse_core::apikey::parse_basic(token).ok_or(Code::TOKEN_INVALID)?;
+                    let meta = context::current().meta();
+                    let p = state
+                        .svc
+                        .authenticate_api_key(&access_key, &secret, &meta)
+                        .await?;
+                    let _ = context::current().account_id.set(p.account_id);
+                    return Ok(Auth(p));
+                }
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(Code::TOKEN_INVALID.into());
+                }
+                let token = token.trim();
+                if token.starts_with(gatehouse_core::pat::PAT_PREFIX) {
+                    let meta = context::current().meta();
+                    state.svc.authenticate_pat(token, &meta).await?
+                } else {
+                    state.svc.authenticate_bearer(token).await?
+                }
             }
             _ => return Err(AppError::new(Code::TOKEN_INVALID).into()),
         };

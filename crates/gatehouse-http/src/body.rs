@@ -240,6 +240,23 @@ impl Fields {
         }
     }
 
+    /// An optional whole number in `0..=max`.
+    pub fn opt_u64(&mut self, name: &str, max: u64) -> Option<u64> {
+        match self.take(name, false)? {
+            Value::Number(n) => match n.as_u64() {
+                Some(v) if v <= max => Some(v),
+                _ => {
+                    self.errors.push(FieldError::new(name, "invalid"));
+                    None
+                }
+            },
+            _ => {
+                self.errors.push(FieldError::new(name, "invalid_type"));
+                None
+            }
+        }
+    }
+
     /// An optional list of short strings.
     pub fn opt_str_list(
         &mut self,

@@ -199,6 +199,7 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                 Code::CSRF_INVALID,
                 Code::ACCOUNT_DISABLED,
                 Code::JWT_KEY_NOT_CONFIGURED,
+                Code::SESSION_REQUIRED,
             ]),
         }
         if r.security == Security::Admin {

@@ -3,11 +3,12 @@
 //! bound to the browser's `gh_csrf` cookie, and every page is served with a strict CSP.
 
 mod account;
-mod form;
+pub(crate) mod form;
 mod html;
 mod login;
 mod mfa;
 mod text;
+mod tokens;
 
 use crate::openapi::{RouteDoc, Routes, Security};
 use crate::{AppState, context, cookies};
@@ -165,6 +166,7 @@ pub fn routes() -> Routes {
             post(account::change_password),
         )
         .merge(mfa::routes())
+        .merge(tokens::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.

@@ -32,6 +32,8 @@ mod sessions;
 mod settings;
 #[path = "sql/tenancy.rs"]
 mod tenancy;
+#[path = "sql/tokens.rs"]
+mod tokens;
 
 /// The scale-out store.
 #[derive(Clone)]

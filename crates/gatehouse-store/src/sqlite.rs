@@ -38,6 +38,8 @@ mod sessions;
 mod settings;
 #[path = "sql/tenancy.rs"]
 mod tenancy;
+#[path = "sql/tokens.rs"]
+mod tokens;
 
 /// The embedded store.
 #[derive(Clone)]

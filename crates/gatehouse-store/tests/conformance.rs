@@ -7,9 +7,10 @@ mod common;
 
 use gatehouse_domain::ids::new_id;
 use gatehouse_domain::model::{
-    Account, AccountStatus, AuditEvent, AuditFilter, Branch, Invitation, InvitationStatus,
-    LoginCommit, Member, NewMember, NewToken, Page, RefreshPolicy, Role, Rotation, Session,
-    SessionStatus, SigningKey, Status, TokenKind, TrustedDevice, Workspace,
+    Account, AccountKind, AccountStatus, ApiKey, AuditEvent, AuditFilter, Branch, Invitation,
+    InvitationStatus, LoginCommit, Member, NewMember, NewToken, Page, PersonalAccessToken,
+    RefreshPolicy, Role, Rotation, Session, SessionStatus, SigningKey, Status, TokenKind,
+    TrustedDevice, Workspace,
 };
 use gatehouse_domain::ports::{NewAccount, Store, StoreError, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
@@ -263,6 +264,24 @@ conformance! {
     case_ping_answers_on_an_open_store =>
         ping_answers_on_an_open_store_sqlite,
         ping_answers_on_an_open_store_postgres;
+    case_personal_access_tokens_round_trip_by_hash =>
+        personal_access_tokens_round_trip_by_hash_sqlite,
+        personal_access_tokens_round_trip_by_hash_postgres;
+    case_personal_access_token_hashes_are_unique =>
+        personal_access_token_hashes_are_unique_sqlite,
+        personal_access_token_hashes_are_unique_postgres;
+    case_personal_access_token_use_is_recorded_at_most_once_per_gap =>
+        personal_access_token_use_is_recorded_at_most_once_per_gap_sqlite,
+        personal_access_token_use_is_recorded_at_most_once_per_gap_postgres;
+    case_revoking_a_personal_access_token_keeps_it_recognisable =>
+        revoking_a_personal_access_token_keeps_it_recognisable_sqlite,
+        revoking_a_personal_access_token_keeps_it_recognisable_postgres;
+    case_api_keys_round_trip_rotate_and_change_status =>
+        api_keys_round_trip_rotate_and_change_status_sqlite,
+        api_keys_round_trip_rotate_and_change_status_postgres;
+    case_deleting_a_service_account_takes_its_keys_and_spares_people =>
+        deleting_a_service_account_takes_its_keys_and_spares_people_sqlite,
+        deleting_a_service_account_takes_its_keys_and_spares_people_postgres;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -322,6 +341,7 @@ fn account(email: &str, username: Option<&str>, created: Timestamp) -> Account {
         username: username.map(str::to_string),
         display_name: None,
         status: AccountStatus::Active,
+        kind: Default::default(),
         must_change_password: false,
         roles: Vec::new(),
         created_at: created,
@@ -3026,4 +3046,320 @@ async fn case_ping_answers_on_an_open_store(store: Arc<dyn Store>) {
     // Still answers after writes went through the writer.
     seed(&*store, "ann").await;
     store.ping().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Personal access tokens
+// ---------------------------------------------------------------------------------------
+
+fn pat(account_id: Id, name: &str, created: Timestamp) -> PersonalAccessToken {
+    PersonalAccessToken {
+        id: new_id(),
+        account_id,
+        name: name.into(),
+        scopes: Some(vec!["users:read".into()]),
+        workspace_id: None,
+        branch_id: Some(new_id()),
+        created_at: created,
+        expires_at: Some(created.plus(ms(90 * DAY))),
+        last_used_at: None,
+        last_used_ip: None,
+        revoked_at: None,
+    }
+}
+
+async fn case_personal_access_tokens_round_trip_by_hash(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let first = pat(ann.id, "first", at(0));
+    let never = PersonalAccessToken {
+        scopes: None,
+        branch_id: None,
+        expires_at: None,
+        ..pat(ann.id, "never", at(SECOND))
+    };
+    let theirs = pat(bob.id, "bob's", at(0));
+    let (h1, h2, h3) = (token_hash(), token_hash(), token_hash());
+    store
+        .create_pat(&first, &h1, &audit("pat.create", at(0)))
+        .await
+        .unwrap();
+    store
+        .create_pat(&never, &h2, &audit("pat.create", at(SECOND)))
+        .await
+        .unwrap();
+    store
+        .create_pat(&theirs, &h3, &audit("pat.create", at(0)))
+        .await
+        .unwrap();
+    assert_eq!(store.pat_by_hash(&h1).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.pat_by_hash(&h2).await.unwrap(), Some(never.clone()));
+    assert_eq!(store.pat_by_hash(&token_hash()).await.unwrap(), None);
+    assert_eq!(
+        store.list_pats(ann.id).await.unwrap(),
+        vec![never, first],
+        "newest first, only the owner's"
+    );
+    let filter = AuditFilter {
+        action: Some("pat.create".into()),
+        ..AuditFilter::default()
+    };
+    let audited = store.list_audit(&filter, page(1, 10)).await.unwrap();
+    assert_eq!(audited.total, 3, "each create wrote its audit row");
+}
+
+async fn case_personal_access_token_hashes_are_unique(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let hash = token_hash();
+    store
+        .create_pat(&pat(ann.id, "a", at(0)), &hash, &audit("pat.create", at(0)))
+        .await
+        .unwrap();
+    let again = store
+        .create_pat(&pat(ann.id, "b", at(0)), &hash, &audit("pat.create", at(0)))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(store.list_pats(ann.id).await.unwrap().len(), 1);
+}
+
+async fn case_personal_access_token_use_is_recorded_at_most_once_per_gap(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let t = pat(ann.id, "ci", at(0));
+    let hash = token_hash();
+    store
+        .create_pat(&t, &hash, &audit("pat.create", at(0)))
+        .await
+        .unwrap();
+    let touch = |now: Timestamp, ip: &'static str| {
+        let store = store.clone();
+        async move { store.touch_pat(t.id, now, Some(ip), MINUTE).await.unwrap() }
+    };
+    assert!(
+        touch(at(SECOND), "192.0.2.1").await,
+        "the first use is recorded"
+    );
+    assert!(
+        !touch(at(30 * SECOND), "192.0.2.2").await,
+        "within the gap: no write"
+    );
+    let row = store.pat_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(row.last_used_at, Some(at(SECOND)));
+    assert_eq!(row.last_used_ip.as_deref(), Some("192.0.2.1"));
+    assert!(
+        touch(at(SECOND + MINUTE), "192.0.2.3").await,
+        "after the gap"
+    );
+    let row = store.pat_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(row.last_used_at, Some(at(SECOND + MINUTE)));
+    assert_eq!(row.last_used_ip.as_deref(), Some("192.0.2.3"));
+}
+
+async fn case_revoking_a_personal_access_token_keeps_it_recognisable(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let t = pat(ann.id, "ci", at(0));
+    let hash = token_hash();
+    store
+        .create_pat(&t, &hash, &audit("pat.create", at(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .revoke_pat(bob.id, t.id, at(SECOND), &audit("pat.delete", at(SECOND)))
+            .await
+            .unwrap(),
+        None,
+        "not someone else's"
+    );
+    assert_eq!(
+        store
+            .revoke_pat(ann.id, t.id, at(SECOND), &audit("pat.delete", at(SECOND)))
+            .await
+            .unwrap(),
+        Some(hash.clone()),
+        "the hash comes back, for caches to forget"
+    );
+    assert!(
+        store
+            .revoke_pat(
+                ann.id,
+                t.id,
+                at(2 * SECOND),
+                &audit("pat.delete", at(2 * SECOND))
+            )
+            .await
+            .unwrap()
+            .is_none(),
+        "only once"
+    );
+    let row = store.pat_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(row.revoked_at, Some(at(SECOND)));
+    assert!(store.list_pats(ann.id).await.unwrap().is_empty());
+    let filter = AuditFilter {
+        action: Some("pat.delete".into()),
+        ..AuditFilter::default()
+    };
+    let audited = store.list_audit(&filter, page(1, 10)).await.unwrap();
+    assert_eq!(
+        audited.total, 1,
+        "only the revocation that happened is audited"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Service accounts and API keys
+// ---------------------------------------------------------------------------------------
+
+async fn seed_service(store: &dyn Store, name: &str) -> Account {
+    let mut a = account(&format!("{name}@service.invalid"), Some(name), at(0));
+    a.kind = AccountKind::Service;
+    create(store, a, None).await
+}
+
+fn key(account_id: Id, access_key: &str, created: Timestamp) -> ApiKey {
+    ApiKey {
+        id: new_id(),
+        account_id,
+        name: "deploy".into(),
+        access_key: access_key.into(),
+        scopes: Some(vec!["users:read".into()]),
+        status: Status::Active,
+        created_at: created,
+        expires_at: None,
+        last_used_at: None,
+        last_used_ip: None,
+        rotated_at: None,
+    }
+}
+
+async fn case_api_keys_round_trip_rotate_and_change_status(store: Arc<dyn Store>) {
+    let bot = seed_service(&*store, "bot").await;
+    assert_eq!(
+        store.account_by_id(bot.id).await.unwrap().unwrap().kind,
+        AccountKind::Service
+    );
+    let k = key(bot.id, "gatehouse_ak_one", at(0));
+    let (h1, h2) = (token_hash(), token_hash());
+    store
+        .create_api_key(&k, &h1, &audit("api_key.create", at(0)))
+        .await
+        .unwrap();
+    let taken = store
+        .create_api_key(
+            &key(bot.id, "gatehouse_ak_one", at(0)),
+            &h2,
+            &audit("api_key.create", at(0)),
+        )
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)), "{taken:?}");
+    assert_eq!(
+        store
+            .api_key_by_access_key("gatehouse_ak_one")
+            .await
+            .unwrap(),
+        Some((k.clone(), h1.clone()))
+    );
+    assert_eq!(store.api_key_by_access_key("nope").await.unwrap(), None);
+
+    let rotated = store
+        .rotate_api_key(k.id, &h2, at(SECOND), &audit("api_key.rotate", at(SECOND)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.rotated_at, Some(at(SECOND)));
+    let (_, hash) = store
+        .api_key_by_access_key("gatehouse_ak_one")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash, h2, "the old secret's hash is gone");
+
+    let disabled = store
+        .set_api_key_status(k.id, Status::Disabled, &audit("api_key.disable", at(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(disabled.status, Status::Disabled);
+    assert!(
+        store
+            .set_api_key_status(new_id(), Status::Disabled, &audit("x", at(0)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .touch_api_key(k.id, at(MINUTE), Some("192.0.2.9"), MINUTE)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .touch_api_key(k.id, at(MINUTE + SECOND), None, MINUTE)
+            .await
+            .unwrap()
+    );
+    let listed = store
+        .list_api_keys(Some(bot.id), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items[0].last_used_ip.as_deref(), Some("192.0.2.9"));
+    assert_eq!(
+        store
+            .list_api_keys(Some(new_id()), page(1, 10))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(
+        store
+            .delete_api_key(k.id, &audit("api_key.delete", at(0)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_api_key(k.id, &audit("api_key.delete", at(0)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.api_key_by_id(k.id).await.unwrap(), None);
+}
+
+async fn case_deleting_a_service_account_takes_its_keys_and_spares_people(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bot = seed_service(&*store, "bot").await;
+    let k = key(bot.id, "gatehouse_ak_bot", at(0));
+    store
+        .create_api_key(&k, &token_hash(), &audit("api_key.create", at(0)))
+        .await
+        .unwrap();
+    let listed = store.list_service_accounts(page(1, 10)).await.unwrap();
+    assert_eq!((listed.total, listed.items[0].id), (1, bot.id));
+    assert!(
+        !store
+            .delete_service_account(ann.id, &audit("x", at(0)))
+            .await
+            .unwrap(),
+        "people are not deleted this way"
+    );
+    assert!(store.account_by_id(ann.id).await.unwrap().is_some());
+    assert!(
+        store
+            .delete_service_account(bot.id, &audit("admin.service_account.delete", at(0)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.account_by_id(bot.id).await.unwrap(), None);
+    assert_eq!(store.api_key_by_id(k.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .list_service_accounts(page(1, 10))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
 }

@@ -5,7 +5,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use gatehouse_core::config::{
     AuditConfig, CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SecretsConfig,
-    SessionConfig, redact, secret_opt,
+    SessionConfig, TokensConfig, redact, secret_opt,
 };
 use gatehouse_core::ratelimit::RateLimitConfig;
 use gatehouse_domain::Secret;
@@ -38,6 +38,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub rate_limit: RateLimitConfig,
     pub audit: AuditConfig,
+    pub tokens: TokensConfig,
 }
 
 impl Default for Config {
@@ -61,6 +62,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
+            tokens: TokensConfig::default(),
         }
     }
 }
@@ -290,6 +292,7 @@ impl Config {
             secrets: self.secrets.clone(),
             rate_limit: self.rate_limit.clone(),
             audit: self.audit.clone(),
+            tokens: self.tokens.clone(),
         }
     }
 

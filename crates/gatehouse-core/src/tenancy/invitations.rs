@@ -182,6 +182,9 @@ impl Service {
         id: Id,
         meta: &RequestMeta,
     ) -> Result<(Invitation, Member), AppError> {
+        // Joining a workspace is the account's own consent: a signed-in session gives it,
+        // a personal access token does not.
+        p.require_session()?;
         let found = self.own_invitation(p, id).await?;
         let mut branch_ids = Vec::new();
         for b in &found.branch_ids {
@@ -230,6 +233,7 @@ impl Service {
         id: Id,
         meta: &RequestMeta,
     ) -> Result<Invitation, AppError> {
+        p.require_session()?;
         let found = self.own_invitation(p, id).await?;
         let audit = event(meta, self.now(), "member.invitation.decline", "success")
             .actor(Some(p.account_id))

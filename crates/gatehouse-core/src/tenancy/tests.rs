@@ -43,6 +43,7 @@ fn principal(account_id: Id) -> Principal {
         via: AuthVia::Bearer,
         workspace_id: None,
         branch_id: None,
+        token: None,
     }
 }
 

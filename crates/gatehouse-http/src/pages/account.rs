@@ -41,6 +41,7 @@ pub async fn show(
         Some("revoked") => Some(T::SessionRevoked),
         Some("joined") => Some(T::InvitationAccepted),
         Some("declined") => Some(T::InvitationDeclined),
+        Some("token-revoked") => Some(T::TokenRevoked),
         _ => None,
     };
     render(&s, &headers, &p, notice, None).await
@@ -233,6 +234,10 @@ async fn render(
     body.push_str(&password_card(&csrf, problem.as_ref(), locale));
     match super::mfa::account_cards(s, p, &csrf, locale).await {
         Ok(cards) => body.push_str(&cards),
+        Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
+    }
+    match super::tokens::account_card(s, p, &csrf, locale).await {
+        Ok(card) => body.push_str(&card),
         Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }
     let status = problem.as_ref().map(|p| p.status).unwrap_or(StatusCode::OK);

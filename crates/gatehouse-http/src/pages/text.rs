@@ -91,6 +91,16 @@ texts! {
     Decline => "Decline", "拒绝", "Từ chối";
     InvitationAccepted => "You joined the workspace. Sign in again to work in it.", "您已加入该工作区。请重新登录以在其中工作。", "Bạn đã tham gia không gian làm việc. Hãy đăng nhập lại để làm việc trong đó.";
     InvitationDeclined => "The invitation was declined.", "已拒绝该邀请。", "Đã từ chối lời mời.";
+    AccessTokens => "Personal access tokens", "个人访问令牌", "Mã truy cập cá nhân";
+    NoAccessTokens => "No personal access tokens.", "没有个人访问令牌。", "Không có mã truy cập cá nhân nào.";
+    TokenName => "Name", "名称", "Tên";
+    LastUsed => "Last used", "最近使用", "Dùng lần cuối";
+    Days => "days", "天", "ngày";
+    CreateToken => "Create token", "创建令牌", "Tạo mã";
+    TokenCreatedTitle => "Your new personal access token", "您的新个人访问令牌", "Mã truy cập cá nhân mới của bạn";
+    TokenCreatedLead => "Copy it now: it is not shown again. Use it as \"Authorization: Bearer …\".", "请立即复制：它不会再次显示。使用方式为 \"Authorization: Bearer …\"。", "Hãy sao chép ngay: mã sẽ không hiển thị lại. Dùng dưới dạng \"Authorization: Bearer …\".";
+    Copy => "Copy", "复制", "Sao chép";
+    TokenRevoked => "The token was revoked.", "令牌已撤销。", "Đã thu hồi mã.";
 }
 
 #[cfg(test)]

@@ -33,7 +33,8 @@ impl AccountStore for Adapter {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO account (id, email, username, display_name, status, \
-             must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             must_change_password, created_at, updated_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(a.id)
         .bind(&a.email)
@@ -43,6 +44,7 @@ impl AccountStore for Adapter {
         .bind(a.must_change_password)
         .bind(a.created_at.millis())
         .bind(a.updated_at.millis())
+        .bind(a.kind.as_str())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

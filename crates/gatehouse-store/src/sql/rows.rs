@@ -6,8 +6,8 @@ use super::common::DbRow;
 use crate::dialect::Dialect;
 use gatehouse_domain::Timestamp;
 use gatehouse_domain::model::{
-    Account, AccountStatus, AuditEvent, Branch, Membership, Role, Session, SessionStatus,
-    SigningKey, Status, TotpCredential, TrustedDevice, Workspace,
+    Account, AccountKind, AccountStatus, AuditEvent, Branch, Membership, Role, Session,
+    SessionStatus, SigningKey, Status, TotpCredential, TrustedDevice, Workspace,
 };
 use sqlx::Row as _;
 use std::sync::LazyLock;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub(super) fn account_cols() -> &'static str {
     static COLS: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "a.id, a.email, a.username, a.display_name, a.status, a.must_change_password, \
+            "a.id, a.email, a.username, a.display_name, a.status, a.kind, a.must_change_password, \
              a.created_at, a.updated_at, a.last_login_at, \
              (SELECT {} FROM account_role r WHERE r.account_id = a.id) AS roles",
             Adapter::ROLES_AGG
@@ -55,6 +55,7 @@ pub(super) fn account_row(row: &DbRow) -> Result<Account, sqlx::Error> {
         username: row.try_get("username")?,
         display_name: row.try_get("display_name")?,
         status: AccountStatus::from_db(&row.try_get::<String, _>("status")?),
+        kind: AccountKind::from_db(&row.try_get::<String, _>("kind")?),
         must_change_password: row.try_get("must_change_password")?,
         roles,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),

@@ -117,6 +117,23 @@ async fn workspace_admins_invite_and_the_account_decides(b: Backend) {
     .await
     .expect(404, "NOT_FOUND");
 
+    // Consent takes a signed-in session: a personal access token may look, not accept.
+    let r = app
+        .post_auth("/api/v1/auth/tokens", &token, json!({ "name": "ci" }))
+        .await;
+    let pat = r.expect(201, "OK")["token"].as_str().unwrap().to_string();
+    let r = app.get_auth("/api/v1/auth/invitations", &pat).await;
+    assert_eq!(r.expect(200, "OK")["items"][0]["id"], inv_id.as_str());
+    for decision in ["accept", "decline"] {
+        app.post_auth(
+            &format!("/api/v1/auth/invitations/{inv_id}/{decision}"),
+            &pat,
+            json!({}),
+        )
+        .await
+        .expect(403, "SESSION_REQUIRED");
+    }
+
     let r = app
         .post_auth(
             &format!("/api/v1/auth/invitations/{inv_id}/accept"),

@@ -97,10 +97,20 @@ async fn every_answer_a_route_gives_is_documented() {
         app.user(&user).await;
         let (user_token, _) = app.tokens(&user).await;
         let admin_token = app.admin_token().await;
+        let pat = browser()
+            .post(app.url("/api/v1/auth/tokens"))
+            .bearer_auth(&user_token)
+            .json(&serde_json::json!({ "name": "probe" }))
+            .send()
+            .await
+            .unwrap();
+        let pat: Value = pat.json().await.unwrap();
+        let pat_token = pat["data"]["token"].as_str().unwrap().to_string();
         for (who, token) in [
             ("anonymous", None),
             ("user", Some(&user_token)),
             ("admin", Some(&admin_token)),
+            ("personal access token", Some(&pat_token)),
         ] {
             let client = browser();
             let csrf = app.csrf_for(&client).await;
