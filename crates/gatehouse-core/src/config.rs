@@ -185,6 +185,7 @@ pub struct CoreConfig {
     pub lockout: LockoutConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub audit: AuditConfig,
+    pub sso: crate::sso::config::SsoConfig,
 }
 
 impl CoreConfig {
@@ -270,7 +271,7 @@ impl CoreConfig {
         if self.audit.prune_interval_seconds == 0 {
             return bad("audit.prune_interval_seconds", "must be ≥ 1");
         }
-        Ok(())
+        self.sso.validate()
     }
 }
 

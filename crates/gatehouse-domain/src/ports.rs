@@ -35,6 +35,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct NewAccount {
     pub account: Account,
     pub password_hash: Option<String>,
+    /// The e-mail is known to belong to the account (admin-created, or verified by an
+    /// upstream provider); false for self-registration until confirmed. SSO links only to
+    /// verified ones.
+    pub email_verified: bool,
 }
 
 /// Accounts and their global roles.
@@ -338,6 +342,7 @@ pub trait Store:
     + AuditStore
     + MfaStore
     + TenancyStore
+    + crate::sso::SsoStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

@@ -46,6 +46,11 @@ const SQLITE: &[File] = &[
         description: "revocations",
         sql: include_str!("../migrations/sqlite/0004_revocations.sql"),
     },
+    File {
+        version: 7,
+        description: "sso",
+        sql: include_str!("../migrations/sqlite/0007_sso.sql"),
+    },
 ];
 
 const POSTGRES: &[File] = &[
@@ -68,6 +73,11 @@ const POSTGRES: &[File] = &[
         version: 4,
         description: "revocations",
         sql: include_str!("../migrations/postgres/0004_revocations.sql"),
+    },
+    File {
+        version: 7,
+        description: "sso",
+        sql: include_str!("../migrations/postgres/0007_sso.sql"),
     },
 ];
 

@@ -264,7 +264,10 @@ async fn a_database_migrated_by_hand_upgrades_in_place_sqlite() {
                 .await
                 .unwrap();
         // Adopted 1–3 as they were, then applied what came after.
-        assert_eq!(recorded, vec![(1, true), (2, true), (3, true), (4, true)]);
+        assert_eq!(
+            recorded,
+            vec![(1, true), (2, true), (3, true), (4, true), (7, true)]
+        );
         conn.close().await.unwrap();
     })
     .await;
@@ -282,7 +285,10 @@ async fn a_database_migrated_by_hand_upgrades_in_place_postgres() {
                 .await
                 .unwrap();
         // Adopted 1–3 as they were, then applied what came after.
-        assert_eq!(recorded, vec![(1, true), (2, true), (3, true), (4, true)]);
+        assert_eq!(
+            recorded,
+            vec![(1, true), (2, true), (3, true), (4, true), (7, true)]
+        );
         conn.close().await.unwrap();
     })
     .await;

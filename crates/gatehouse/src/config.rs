@@ -38,6 +38,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub rate_limit: RateLimitConfig,
     pub audit: AuditConfig,
+    /// `[sso]` and `[[sso.providers]]`: upstream identity providers.
+    pub sso: gatehouse_core::sso::config::SsoConfig,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
+            sso: Default::default(),
         }
     }
 }
@@ -290,6 +293,10 @@ impl Config {
             secrets: self.secrets.clone(),
             rate_limit: self.rate_limit.clone(),
             audit: self.audit.clone(),
+            sso: gatehouse_core::sso::config::SsoConfig {
+                public_url: self.public_url.clone(),
+                ..self.sso.clone()
+            },
         }
     }
 
