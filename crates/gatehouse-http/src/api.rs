@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 mod mfa;
+mod sso;
 mod tenancy;
 
 const AUTH: &str = "auth";
@@ -328,6 +329,7 @@ pub fn routes() -> Routes {
         )
         .merge(mfa::routes())
         .merge(tenancy::routes())
+        .merge(sso::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {

@@ -7,7 +7,11 @@ mod form;
 mod html;
 mod login;
 mod mfa;
+mod sso;
 mod text;
+
+pub(crate) use html::Cookies as PageCookies;
+pub(crate) use sso::{browser_binding, sso_failed, sso_finished, to_provider};
 
 use crate::openapi::{RouteDoc, Routes, Security};
 use crate::{AppState, context, cookies};
@@ -209,6 +213,8 @@ fn clear_session(s: &AppState, jar: &mut Cookies) {
 /// What went wrong, ready to show on a page.
 struct Problem {
     status: StatusCode,
+    /// The catalog code, shown in the page as `data-code` for scripts and tests.
+    code: &'static str,
     message: &'static str,
     /// (form field, localized message)
     fields: Vec<(String, &'static str)>,
@@ -229,6 +235,7 @@ impl Problem {
         Self {
             status: StatusCode::from_u16(e.code.status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: e.code.as_str(),
             message: e.code.message(locale),
             fields: e
                 .fields
@@ -248,6 +255,7 @@ impl Problem {
     fn bad_form(status: StatusCode, locale: Locale) -> Self {
         Self {
             status,
+            code: Code::VALIDATION_ERROR.as_str(),
             message: T::BadForm.get(locale),
             fields: Vec::new(),
             retry_after: None,

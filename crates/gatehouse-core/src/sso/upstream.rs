@@ -42,8 +42,46 @@ pub struct AuthRequest<'a> {
 /// The back-channel client and the discovery cache.
 pub struct Upstream {
     http: reqwest::Client,
+    channel: BackChannel,
     ttl: Duration,
     discovered: Mutex<HashMap<String, (Instant, Arc<CoreProviderMetadata>)>>,
+}
+
+/// The HTTP client openidconnect and oauth2 call (a named type rather than a closure, so
+/// the futures stay `Send` for every lifetime axum asks about).
+struct BackChannel(reqwest::Client);
+
+type SendFuture<'c> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HttpResponse, BackChannelError>> + Send + 'c>,
+>;
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for BackChannel {
+    type Error = BackChannelError;
+    type Future = SendFuture<'c>;
+
+    fn call(&'c self, req: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let res = self
+                .0
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| BackChannelError(describe(&e)))?;
+            let mut out = openidconnect::http::Response::builder().status(res.status());
+            for (k, v) in res.headers() {
+                out = out.header(k, v);
+            }
+            let bytes = res
+                .bytes()
+                .await
+                .map_err(|e| BackChannelError(describe(&e)))?;
+            out.body(bytes.to_vec())
+                .map_err(|e| BackChannelError(e.to_string()))
+        })
+    }
 }
 
 /// A failed back-channel call, described without anything it carried.
@@ -89,33 +127,11 @@ impl Upstream {
             .build()
             .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
         Ok(Self {
+            channel: BackChannel(http.clone()),
             http,
             ttl: Duration::from_secs(cfg.discovery_ttl_seconds.max(1)),
             discovered: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// Sends one request for openidconnect / oauth2.
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, BackChannelError> {
-        let (parts, body) = req.into_parts();
-        let res = self
-            .http
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| BackChannelError(describe(&e)))?;
-        let mut out = openidconnect::http::Response::builder().status(res.status());
-        for (k, v) in res.headers() {
-            out = out.header(k, v);
-        }
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| BackChannelError(describe(&e)))?;
-        out.body(bytes.to_vec())
-            .map_err(|e| BackChannelError(e.to_string()))
     }
 
     /// The provider's discovery document and keys, from the cache while fresh.
@@ -128,8 +144,7 @@ impl Upstream {
         }
         let url =
             IssuerUrl::new(issuer.to_string()).map_err(|e| provider_error("issuer URL", e))?;
-        let http = |r| self.send(r);
-        let m = CoreProviderMetadata::discover_async(url, &http)
+        let m = CoreProviderMetadata::discover_async(url, &self.channel)
             .await
             .map_err(|e| provider_error("discovery failed", discovery_kind(&e)))?;
         let m = Arc::new(m);
@@ -213,7 +228,7 @@ impl Upstream {
             .client_secret
             .as_ref()
             .map(|s| ClientSecret::new(s.expose().to_string()));
-        let http = |r| self.send(r);
+        let http = &self.channel;
         match p.kind {
             ProviderKind::Oidc => {
                 let issuer = issuer_of(p)?;
@@ -230,7 +245,7 @@ impl Upstream {
                 if let Some(v) = req.pkce_verifier {
                     exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
                 }
-                let tokens = exchange.request_async(&http).await.map_err(token_error)?;
+                let tokens = exchange.request_async(http).await.map_err(token_error)?;
                 let id_token = tokens
                     .extra_fields()
                     .id_token()
@@ -256,7 +271,7 @@ impl Upstream {
                     )
                 {
                     let claims: CoreUserInfoClaims = info
-                        .request_async(&http)
+                        .request_async(http)
                         .await
                         .map_err(|e| provider_error("userinfo", userinfo_kind(&e)))?;
                     user.email = claims.email().map(|e| e.as_str().to_lowercase());
@@ -276,7 +291,7 @@ impl Upstream {
                 if let Some(v) = req.pkce_verifier {
                     exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
                 }
-                let tokens = exchange.request_async(&http).await.map_err(token_error)?;
+                let tokens = exchange.request_async(http).await.map_err(token_error)?;
                 let info = self.userinfo(p, tokens.access_token()).await?;
                 map_userinfo(p, &info)
             }

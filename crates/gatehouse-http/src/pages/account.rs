@@ -39,6 +39,7 @@ pub async fn show(
     {
         Some("password") => Some(T::PasswordChanged),
         Some("revoked") => Some(T::SessionRevoked),
+        Some("linked") => Some(T::ProviderLinked),
         _ => None,
     };
     render(&s, &headers, &p, notice, None).await
@@ -184,6 +185,10 @@ async fn render(
     body.push_str(&password_card(&csrf, problem.as_ref(), locale));
     match super::mfa::account_cards(s, p, &csrf, locale).await {
         Ok(cards) => body.push_str(&cards),
+        Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
+    }
+    match super::sso::account_card(s, p, locale).await {
+        Ok(card) => body.push_str(&card),
         Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }
     let status = problem.as_ref().map(|p| p.status).unwrap_or(StatusCode::OK);

@@ -18,5 +18,6 @@ mod openapi;
 mod pages;
 mod secrets;
 mod slow;
+mod sso;
 mod tenancy;
 mod tokens;
