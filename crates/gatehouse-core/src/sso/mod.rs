@@ -44,6 +44,9 @@ pub struct Registry {
     /// (id, name) of the enabled stored providers, as last read (for the sign-in page,
     /// which renders without a store call).
     stored_buttons: Mutex<Vec<(String, String)>>,
+    /// `allowPasswordLogin` as last read (the sign-in page hides its password form when
+    /// it is off and a provider button is there instead).
+    password_login: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
@@ -51,6 +54,7 @@ impl Registry {
         Ok(Self {
             upstream: Upstream::new(cfg)?,
             stored_buttons: Mutex::new(Vec::new()),
+            password_login: std::sync::atomic::AtomicBool::new(true),
         })
     }
 }
@@ -160,6 +164,28 @@ impl Service {
             out.extend(b.iter().cloned());
         }
         out
+    }
+
+    /// Reads what the sign-in page shows (stored providers' buttons, whether password
+    /// sign-in is on), so [`Service::sso_buttons`] and [`Service::password_form_shown`]
+    /// answer without I/O.
+    pub async fn refresh_sign_in_page(&self) -> Result<(), AppError> {
+        self.sso_providers().await?;
+        let allowed = self.instance_settings().await?.allow_password_login;
+        self.sso
+            .password_login
+            .store(allowed, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the sign-in page shows its password form: always, unless password sign-in
+    /// is off and there is a provider to sign in with instead (admins, who may still use
+    /// their password, sign in through the API then).
+    pub fn password_form_shown(&self) -> bool {
+        self.sso
+            .password_login
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || self.sso_buttons().is_empty()
     }
 
     /// An enabled provider; `NOT_FOUND` for an unknown or disabled one.

@@ -234,6 +234,22 @@ async fn first_sign_in_creates_the_account_and_the_second_resolves_to_it(b: Back
     let res = client.get(&callback).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 303);
     assert_eq!(res.headers()["location"], "/account");
+    let page = browser()
+        .get(app.url("/auth/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"action="/auth/login""#),
+        "the password form stays"
+    );
+    assert!(
+        page.contains(r#"href="/api/v1/auth/sso/test/start""#),
+        "{page}"
+    );
     let first = me(&app, &client).await;
     assert_eq!(first["account"]["email"], "alice@example.com");
     assert_eq!(first["account"]["displayName"], "Alice Upstream");
@@ -560,6 +576,10 @@ async fn password_sign_in_off_leaves_sso_working(b: Backend) {
         "{page}"
     );
     assert!(page.contains("Sign in with Test IdP"));
+    assert!(
+        !page.contains(r#"action="/auth/login""#),
+        "password sign-in is off: no password form"
+    );
     let zh = browser()
         .get(app.url("/auth/login"))
         .header("accept-language", "zh-CN")
@@ -996,6 +1016,95 @@ async fn stored_providers_are_managed_by_admins_and_keep_their_secret_sealed(b: 
         .expect(404, "NOT_FOUND");
 }
 
+async fn a_plain_oauth2_provider_maps_its_userinfo_fields(b: Backend) {
+    let Some(idp) = start_idp().await else { return };
+    // The same provider, spoken to as plain OAuth2: explicit endpoints, userinfo fields.
+    let issuer = idp.issuer.clone();
+    let app = app_with(b, &idp, move |p| {
+        p.kind = ProviderKind::Oauth2;
+        p.issuer = None;
+        p.authorize_url = Some(format!("{issuer}/auth"));
+        p.token_url = Some(format!("{issuer}/token"));
+        p.userinfo_url = Some(format!("{issuer}/me"));
+        p.scopes = vec!["openid".into(), "email".into(), "profile".into()];
+        p.fields = FieldMap {
+            subject: "sub".into(),
+            email: "email".into(),
+            email_verified: "email_verified".into(),
+            name: "name".into(),
+        };
+        p.link_by_verified_email = true;
+    })
+    .await;
+    let local = app.user("bob@example.com").await;
+    let client = browser();
+    let authorize = start(&app, &client, "").await;
+    let q = query(&authorize);
+    assert!(
+        authorize.starts_with(&format!("{}/auth?", idp.issuer)),
+        "{authorize}"
+    );
+    assert_eq!(q["code_challenge_method"], "S256", "PKCE unless turned off");
+    let callback = at_provider(&client, &authorize, "bob", &app.base).await;
+    assert_eq!(
+        client
+            .get(&callback)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        303
+    );
+    // Verified upstream and locally, opted in: linked to the existing account.
+    assert_eq!(
+        me(&app, &client).await["account"]["id"],
+        local.id.to_string()
+    );
+    // Mallory's unverified e-mail, through userinfo too, never links.
+    app.user("victim@example.com").await;
+    let res = sign_in(&app, &browser(), "mallory").await;
+    assert_eq!(page_code(res).await, (409, "SSO_LINK_REQUIRED".to_string()));
+}
+
+async fn a_locked_or_disabled_local_account_is_not_signed_in_by_sso(b: Backend) {
+    let Some(idp) = start_idp().await else { return };
+    let app = app_with(b, &idp, |p| p.link_by_verified_email = true).await;
+    let bob = app.user("bob@example.com").await;
+    // Wrong passwords lock the local account; SSO does not get around the lock.
+    for _ in 0..app.config.lockout.max_failures {
+        app.login("bob@example.com", "wrong-password-1A").await;
+    }
+    let res = sign_in(&app, &browser(), "bob").await;
+    assert_eq!(page_code(res).await, (423, "ACCOUNT_LOCKED".to_string()));
+    // Disabled: refused too.
+    let alice = app.user("alice@example.com").await;
+    let admin = app.admin_token().await;
+    let r = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{}/disable", alice.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let res = sign_in(&app, &browser(), "alice").await;
+    assert_eq!(page_code(res).await, (403, "ACCOUNT_DISABLED".to_string()));
+    assert_eq!(app.svc.store.identities_of(bob.id).await.unwrap().len(), 1);
+    // Failures are audited with the code as the reason.
+    let audit = app
+        .get_auth(
+            "/api/v1/admin/audit-events?action=sso.login&outcome=failure",
+            &admin,
+        )
+        .await;
+    let audit = audit.expect(200, "OK").to_string();
+    assert!(
+        audit.contains("ACCOUNT_LOCKED") && audit.contains("ACCOUNT_DISABLED"),
+        "{audit}"
+    );
+}
+
 backend_tests!(
     first_sign_in_creates_the_account_and_the_second_resolves_to_it,
     tampered_replayed_expired_and_other_browser_states_are_refused,
@@ -1009,4 +1118,6 @@ backend_tests!(
     a_provider_that_does_not_answer_is_a_502_in_bounded_time,
     a_full_sso_flow_leaves_no_code_token_or_secret_behind,
     stored_providers_are_managed_by_admins_and_keep_their_secret_sealed,
+    a_plain_oauth2_provider_maps_its_userinfo_fields,
+    a_locked_or_disabled_local_account_is_not_signed_in_by_sso,
 );
