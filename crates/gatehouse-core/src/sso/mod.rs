@@ -238,7 +238,7 @@ impl Service {
                 &p,
                 &AuthRequest {
                     state: &state,
-                    nonce: &nonce,
+                    nonce: Some(&nonce),
                     pkce_verifier: verifier.as_deref(),
                     redirect_uri: &redirect_uri,
                 },
@@ -356,7 +356,7 @@ impl Service {
                 code,
                 &AuthRequest {
                     state,
-                    nonce: &flow.nonce,
+                    nonce: Some(&flow.nonce),
                     pkce_verifier: flow.verifier.as_deref(),
                     redirect_uri: &redirect_uri,
                 },
@@ -409,7 +409,7 @@ impl Service {
                     code,
                     &AuthRequest {
                         state: "",
-                        nonce: nonce.unwrap_or(""),
+                        nonce,
                         pkce_verifier: Some(verifier),
                         redirect_uri,
                     },

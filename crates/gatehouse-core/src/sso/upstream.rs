@@ -34,7 +34,9 @@ pub struct UpstreamUser {
 /// What the authorization request binds: the values kept server-side for the callback.
 pub struct AuthRequest<'a> {
     pub state: &'a str,
-    pub nonce: &'a str,
+    /// OIDC: the nonce the id_token must carry; `None` (SPA exchange without one): the
+    /// code is bound to the client by PKCE alone.
+    pub nonce: Option<&'a str>,
     pub pkce_verifier: Option<&'a str>,
     pub redirect_uri: &'a str,
 }
@@ -187,7 +189,7 @@ impl Upstream {
                     None,
                 )
                 .set_redirect_uri(redirect);
-                let nonce = req.nonce.to_string();
+                let nonce = req.nonce.unwrap_or_default().to_string();
                 let mut r = client
                     .authorize_url(
                         CoreAuthenticationFlow::AuthorizationCode,
@@ -444,7 +446,7 @@ pub struct VerifyKeys<'a> {
 pub fn verify_id_token(
     token: &CoreIdToken,
     keys: &VerifyKeys<'_>,
-    nonce: &str,
+    nonce: Option<&str>,
 ) -> Result<UpstreamUser, AppError> {
     use CoreJwsSigningAlgorithm as A;
     let algs: Vec<_> = keys
@@ -461,11 +463,24 @@ pub fn verify_id_token(
         keys.jwks.clone(),
     )
     .set_allowed_algs(algs);
-    let claims: &CoreIdTokenClaims = token
-        .claims(&verifier, &Nonce::new(nonce.to_string()))
-        .map_err(|e| {
-            AppError::internal(Code::SSO_PROVIDER_ERROR, format!("id_token refused: {e}"))
-        })?;
+    let expected = nonce.map(|n| Nonce::new(n.to_string()));
+    let check_nonce = |got: Option<&Nonce>| match (&expected, got) {
+        (None, _) => Ok(()),
+        (Some(want), Some(got)) => {
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(want.secret().as_bytes(), got.secret().as_bytes())
+                    .into();
+            if same {
+                Ok(())
+            } else {
+                Err("nonce mismatch".to_string())
+            }
+        }
+        (Some(_), None) => Err("missing nonce claim".to_string()),
+    };
+    let claims: &CoreIdTokenClaims = token.claims(&verifier, check_nonce).map_err(|e| {
+        AppError::internal(Code::SSO_PROVIDER_ERROR, format!("id_token refused: {e}"))
+    })?;
     let mfa = claims
         .auth_method_refs()
         .is_some_and(|amr| amr.iter().any(|m| m.as_str() == "mfa"));
@@ -557,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_good_token_gives_the_user() {
-        let u = verify_id_token(&token(GOOD, 1), &keys(1), NONCE).unwrap();
+        let u = verify_id_token(&token(GOOD, 1), &keys(1), Some(NONCE)).unwrap();
         assert_eq!(u.subject, "upstream-1");
         assert_eq!(u.email.as_deref(), Some("ann@example.com"));
         assert!(u.email_verified);
@@ -565,13 +580,15 @@ mod tests {
     }
 
     fn refused(t: CoreIdToken, k: &VerifyKeys<'_>, nonce: &str) {
-        let e = verify_id_token(&t, k, nonce).unwrap_err();
+        let e = verify_id_token(&t, k, Some(nonce)).unwrap_err();
         assert_eq!(e.code, Code::SSO_PROVIDER_ERROR);
     }
 
     #[test]
     fn a_wrong_nonce_is_refused() {
         refused(token(GOOD, 1), &keys(1), "another-nonce");
+        // No nonce expected (an SPA exchange without one): PKCE alone binds the code.
+        assert!(verify_id_token(&token(GOOD, 1), &keys(1), None).is_ok());
         let t = token(
             Claims {
                 nonce: "attacker-nonce",

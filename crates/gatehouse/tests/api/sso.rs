@@ -1105,6 +1105,80 @@ async fn a_locked_or_disabled_local_account_is_not_signed_in_by_sso(b: Backend) 
     );
 }
 
+/// A workspace `slug` with branches `codes`, and `account` a member of all of them.
+async fn member_of_branches(app: &TestApp, admin: &str, account: &str, slug: &str, codes: &[&str]) {
+    let r = app
+        .post_auth(
+            "/api/v1/admin/workspaces",
+            admin,
+            json!({ "slug": slug, "name": slug }),
+        )
+        .await;
+    let ws = r.expect(201, "OK")["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for c in codes {
+        let r = app
+            .post_auth(
+                &format!("/api/v1/admin/workspaces/{ws}/branches"),
+                admin,
+                json!({ "code": c, "name": c }),
+            )
+            .await;
+        ids.push(r.expect(201, "OK")["id"].as_str().unwrap().to_string());
+    }
+    app.post_auth(
+        &format!("/api/v1/admin/workspaces/{ws}/members"),
+        admin,
+        json!({ "accountId": account, "branchIds": ids, "roles": [] }),
+    )
+    .await
+    .expect(201, "OK");
+}
+
+async fn tenancy_still_decides_the_context_after_sso(b: Backend) {
+    let Some(idp) = start_idp().await else { return };
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/spa/callback");
+    let allowed = redirect.clone();
+    let app = app_with(b, &idp, |p| {
+        p.redirect_uris = vec![allowed];
+        p.link_by_verified_email = true;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let alice = app.user("alice@example.com").await;
+    member_of_branches(
+        &app,
+        &admin,
+        &alice.id.to_string(),
+        "acme",
+        &["north", "south"],
+    )
+    .await;
+    let client = browser();
+    let verifier = "tenancy-verifier-0123456789-0123456789-0123";
+    let code = spa_code(&client, &idp, &redirect, verifier, "n-tenancy-0123456789").await;
+    let csrf = app.csrf_for(&client).await;
+    let r = Reply::of(
+        client
+            .post(app.url("/api/v1/auth/sso/test/exchange"))
+            .header("X-CSRFToken", csrf)
+            .json(&json!({ "code": code, "codeVerifier": verifier, "redirectUri": redirect }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let d = r.expect(200, "AUTH_LOGIN_SUCCESS");
+    // Several branches: the same branch choice as after a password.
+    assert_eq!(
+        d["nextAction"],
+        json!({ "type": "select_branch", "redirectTo": "/select-branch" })
+    );
+    assert_eq!(d["branches"].as_array().unwrap().len(), 2);
+    assert!(d["auth"].get("accessToken").is_none());
+}
+
 backend_tests!(
     first_sign_in_creates_the_account_and_the_second_resolves_to_it,
     tampered_replayed_expired_and_other_browser_states_are_refused,
@@ -1120,4 +1194,5 @@ backend_tests!(
     stored_providers_are_managed_by_admins_and_keep_their_secret_sealed,
     a_plain_oauth2_provider_maps_its_userinfo_fields,
     a_locked_or_disabled_local_account_is_not_signed_in_by_sso,
+    tenancy_still_decides_the_context_after_sso,
 );
