@@ -1179,6 +1179,67 @@ async fn tenancy_still_decides_the_context_after_sso(b: Backend) {
     assert!(d["auth"].get("accessToken").is_none());
 }
 
+/// `gatehouse config check` validates `[[sso.providers]]`, naming the bad key, and never
+/// prints a client secret.
+#[test]
+fn config_check_validates_sso_providers_and_hides_their_secrets() {
+    let dir = std::env::temp_dir().join(format!("gh-sso-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |toml: &str| {
+        std::fs::write(dir.join("gatehouse.toml"), toml).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["config", "check"])
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let good = r#"
+[[sso.providers]]
+id = "keycloak"
+name = "Company"
+kind = "oidc"
+issuer = "https://sso.example.com/realms/corp"
+client_id = "gatehouse"
+client_secret = "very-secret-client-value"
+
+[[sso.providers]]
+id = "github"
+name = "GitHub"
+kind = "oauth2"
+authorize_url = "https://github.com/login/oauth/authorize"
+token_url = "https://github.com/login/oauth/access_token"
+userinfo_url = "https://api.github.com/user"
+client_id = "x"
+fields = { subject = "id", email = "email", email_verified = "", name = "name" }
+"#;
+    let out = check(good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("configuration OK"));
+    assert!(!stdout.contains("very-secret-client-value"), "{stdout}");
+    for (bad, key) in [
+        (
+            good.replace("https://sso.example.com", "http://sso.example.com"),
+            "sso.providers[0].issuer",
+        ),
+        (
+            good.replace("userinfo_url = \"https://api.github.com/user\"\n", ""),
+            "sso.providers[1].userinfo_url",
+        ),
+        (
+            good.replace("id = \"github\"", "id = \"keycloak\""),
+            "sso.providers[1].id",
+        ),
+    ] {
+        let out = check(&bad);
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains("very-secret-client-value"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 backend_tests!(
     first_sign_in_creates_the_account_and_the_second_resolves_to_it,
     tampered_replayed_expired_and_other_browser_states_are_refused,
