@@ -11,6 +11,11 @@ mod sso;
 mod text;
 
 pub(crate) use html::Cookies as PageCookies;
+
+/// Whether `next` is a path the pages would follow after sign-in.
+pub(crate) fn is_safe_next(next: &str) -> bool {
+    form::safe_next(next).is_some()
+}
 pub(crate) use sso::{browser_binding, sso_failed, sso_finished, to_provider};
 
 use crate::openapi::{RouteDoc, Routes, Security};

@@ -67,6 +67,7 @@ pub fn routes() -> Routes {
                 codes: &[
                     C::SSO_STATE_INVALID,
                     C::SSO_PROVIDER_ERROR,
+                    C::SSO_PROVIDER_DENIED,
                     C::SSO_IDENTIFIER_REJECTED,
                     C::SSO_LINK_REQUIRED,
                     C::REGISTRATION_DISABLED,
@@ -284,7 +285,11 @@ async fn start(
         Ok(q) => q,
         Err(_) => return sso_failed(&s, &headers, None, Code::VALIDATION_ERROR.into()),
     };
-    let next = q.get("next").cloned();
+    // Only a same-site path is ever followed (checked again at the callback).
+    let next = q
+        .get("next")
+        .filter(|n| crate::pages::is_safe_next(n))
+        .cloned();
     let result = async {
         let link = match q.get("mode").map(String::as_str) {
             None | Some("login") => None,
@@ -349,7 +354,7 @@ async fn callback(
             .sso_callback(&id, "", state, None, browser.as_deref(), &opts, &meta())
             .await;
         Err(AppError::new(if q.contains_key("error") {
-            Code::SSO_PROVIDER_ERROR
+            Code::SSO_PROVIDER_DENIED
         } else {
             Code::SSO_STATE_INVALID
         }))

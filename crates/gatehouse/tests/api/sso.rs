@@ -187,6 +187,27 @@ async fn at_provider(client: &Client, authorize: &str, account: &str, stop_at: &
     panic!("the provider never sent the browser back");
 }
 
+/// Like [`at_provider`], but the user cancels on the provider's login page.
+async fn cancel_at_provider(client: &Client, authorize: &str, stop_at: &str) -> String {
+    let here = Url::parse(authorize).unwrap();
+    let res = client.get(authorize).send().await.unwrap();
+    let interaction = location(&res, &here);
+    let res = client
+        .get(format!("{interaction}/abort"))
+        .send()
+        .await
+        .unwrap();
+    let mut url = location(&res, &Url::parse(&interaction).unwrap());
+    for _ in 0..6 {
+        if url.starts_with(stop_at) {
+            return url;
+        }
+        let res = client.get(&url).send().await.unwrap();
+        url = location(&res, &Url::parse(&url).unwrap());
+    }
+    panic!("the provider never sent the browser back");
+}
+
 /// Follows the whole browser flow for `account` and returns the callback's answer.
 async fn sign_in(app: &TestApp, client: &Client, account: &str) -> reqwest::Response {
     let authorize = start(app, client, "?next=/account").await;
@@ -351,6 +372,29 @@ async fn tampered_replayed_expired_and_other_browser_states_are_refused(b: Backe
         app.advance(601);
         refused(fresh.get(&callback).send().await.unwrap()).await;
     }
+    // The user cancels at the provider: its error is not shown, and the state is spent.
+    // (A browser with no session at the provider yet, so it shows its login page.)
+    let quitter = browser();
+    let authorize = start(&app, &quitter, "").await;
+    let callback = cancel_at_provider(&quitter, &authorize, &app.base).await;
+    let q = query(&callback);
+    assert_eq!(q["error"], "access_denied");
+    let res = quitter.get(&callback).send().await.unwrap();
+    let (status, body) = (res.status().as_u16(), res.text().await.unwrap());
+    assert_eq!(status, 403);
+    assert!(
+        body.contains(r#"data-code="SSO_PROVIDER_DENIED""#),
+        "{body}"
+    );
+    assert!(
+        !body.contains("End-User aborted"),
+        "the provider's own message is not shown"
+    );
+    let forged = app.url(&format!(
+        "/api/v1/auth/sso/test/callback?code=forged&state={}",
+        q["state"]
+    ));
+    refused(quitter.get(&forged).send().await.unwrap()).await;
     // The issuer named in the callback must be the provider's (RFC 9207).
     let authorize = start(&app, &fresh, "").await;
     let callback = at_provider(&fresh, &authorize, "alice", &app.base).await;
