@@ -1284,6 +1284,115 @@ fields = { subject = "id", email = "email", email_verified = "", name = "name" }
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A real `gatehouse serve` process, debug logs on, through a whole SSO sign-in: its logs
+/// hold no authorization code, state, nonce, client secret or session token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sso_flow_leaves_nothing_secret_in_the_logs() {
+    let Some(idp) = start_idp().await else { return };
+    let dir = std::env::temp_dir().join(format!("gh-sso-logs-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        r#"bind = "127.0.0.1:{port}"
+public_url = "{base}"
+[database]
+url = "sqlite:{db}"
+[log]
+level = "debug"
+format = "json"
+[password]
+argon2_memory_kib = 256
+argon2_iterations = 1
+insecure_fast_hashing = true
+[[sso.providers]]
+id = "test"
+name = "Test IdP"
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+"#,
+        db = dir.join("gatehouse.db").display(),
+        issuer = idp.issuer,
+    );
+    std::fs::write(dir.join("gatehouse.toml"), config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("serve")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = out.next_line().await {
+            if line.contains("gatehouse listening")
+                && let Some(tx) = ready_tx.take()
+            {
+                let _ = tx.send(());
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err.next_line().await {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), ready_rx)
+        .await
+        .expect("gatehouse starts")
+        .unwrap();
+    let client = browser();
+    let res = client
+        .get(format!("{base}/api/v1/auth/sso/test/start?next=/account"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let authorize = location(&res, &Url::parse(&base).unwrap());
+    let callback = at_provider(&client, &authorize, "alice", &base).await;
+    let res = client.get(&callback).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("gh_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    // A failure is logged too (by kind): replaying the code.
+    let res = client.get(&callback).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    let q = query(&callback);
+    let nonce = query(&authorize)["nonce"].clone();
+    let logs = logs.lock().unwrap().clone();
+    assert!(logs.contains("gatehouse listening"), "logs were captured");
+    for (what, secret) in [
+        ("code", q["code"].as_str()),
+        ("state", q["state"].as_str()),
+        ("nonce", nonce.as_str()),
+        ("client secret", CLIENT_SECRET),
+        ("session token", session.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "the logs hold the {what}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 backend_tests!(
     first_sign_in_creates_the_account_and_the_second_resolves_to_it,
     tampered_replayed_expired_and_other_browser_states_are_refused,
