@@ -1393,6 +1393,29 @@ client_secret = "{CLIENT_SECRET}"
     let _ = std::fs::remove_dir_all(dir);
 }
 
+async fn single_session_ends_older_sessions_after_an_sso_sign_in(b: Backend) {
+    let Some(idp) = start_idp().await else { return };
+    let app = app_with(b, &idp, |p| p.link_by_verified_email = true).await;
+    app.user("bob@example.com").await;
+    let admin = app.admin_token().await;
+    set_settings(&app, &admin, json!({ "singleSession": true }))
+        .await
+        .expect(200, "OK");
+    let (old_access, _) = app.tokens("bob@example.com").await;
+    app.get_auth("/api/v1/auth/me", &old_access)
+        .await
+        .expect(200, "OK");
+    let client = browser();
+    assert_eq!(sign_in(&app, &client, "bob").await.status().as_u16(), 303);
+    assert_eq!(
+        me(&app, &client).await["account"]["email"],
+        "bob@example.com"
+    );
+    // The password session from before is over.
+    let r = app.get_auth("/api/v1/auth/me", &old_access).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+}
+
 backend_tests!(
     first_sign_in_creates_the_account_and_the_second_resolves_to_it,
     tampered_replayed_expired_and_other_browser_states_are_refused,
@@ -1409,4 +1432,5 @@ backend_tests!(
     a_plain_oauth2_provider_maps_its_userinfo_fields,
     a_locked_or_disabled_local_account_is_not_signed_in_by_sso,
     tenancy_still_decides_the_context_after_sso,
+    single_session_ends_older_sessions_after_an_sso_sign_in,
 );
