@@ -336,13 +336,27 @@ impl Service {
             return Err(Code::SSO_STATE_INVALID.into());
         }
         let p = self.sso_provider(id).await?;
-        if let (Some(iss), ProviderKind::Oidc) = (iss, p.kind)
-            && Some(iss) != p.issuer.as_deref()
-        {
-            return Err(AppError::internal(
-                Code::SSO_STATE_INVALID,
-                "the iss parameter names another issuer (mix-up)",
-            ));
+        if p.kind == ProviderKind::Oidc {
+            match iss {
+                Some(iss) if Some(iss) != p.issuer.as_deref() => {
+                    return Err(AppError::internal(
+                        Code::SSO_STATE_INVALID,
+                        "the iss parameter names another issuer (mix-up)",
+                    ));
+                }
+                None if self
+                    .sso
+                    .upstream
+                    .sends_iss(p.issuer.as_deref().unwrap_or_default())
+                    .await? =>
+                {
+                    return Err(AppError::internal(
+                        Code::SSO_STATE_INVALID,
+                        "the provider promises an iss parameter and none came (mix-up)",
+                    ));
+                }
+                _ => {}
+            }
         }
         if code.is_empty() || code.len() > 2048 {
             return Err(Code::SSO_STATE_INVALID.into());

@@ -6,8 +6,11 @@
 use super::config::{ProviderConfig, ProviderKind, SsoConfig};
 use gatehouse_domain::{AppError, Code};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreJsonWebKeySet,
-    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreUserInfoClaims,
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenClaims, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreUserInfoClaims,
 };
 use openidconnect::{
     AccessToken, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest,
@@ -18,6 +21,33 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The discovery fields Gatehouse reads beyond OpenID Connect Core.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct ExtraMetadata {
+    /// RFC 9207: the provider sends `iss` with every authorization response, so a callback
+    /// without it is refused (mix-up defence).
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for ExtraMetadata {}
+
+/// Provider metadata with [`ExtraMetadata`].
+pub type ProviderMetadata = openidconnect::ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 /// Who the provider says the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +76,7 @@ pub struct Upstream {
     http: reqwest::Client,
     channel: BackChannel,
     ttl: Duration,
-    discovered: Mutex<HashMap<String, (Instant, Arc<CoreProviderMetadata>)>>,
+    discovered: Mutex<HashMap<String, (Instant, Arc<ProviderMetadata>)>>,
 }
 
 /// The HTTP client openidconnect and oauth2 call (a named type rather than a closure, so
@@ -137,7 +167,7 @@ impl Upstream {
     }
 
     /// The provider's discovery document and keys, from the cache while fresh.
-    pub async fn metadata(&self, issuer: &str) -> Result<Arc<CoreProviderMetadata>, AppError> {
+    pub async fn metadata(&self, issuer: &str) -> Result<Arc<ProviderMetadata>, AppError> {
         if let Ok(cache) = self.discovered.lock()
             && let Some((at, m)) = cache.get(issuer)
             && at.elapsed() < self.ttl
@@ -146,7 +176,7 @@ impl Upstream {
         }
         let url =
             IssuerUrl::new(issuer.to_string()).map_err(|e| provider_error("issuer URL", e))?;
-        let m = CoreProviderMetadata::discover_async(url, &self.channel)
+        let m = ProviderMetadata::discover_async(url, &self.channel)
             .await
             .map_err(|e| provider_error("discovery failed", discovery_kind(&e)))?;
         let m = Arc::new(m);
@@ -154,6 +184,16 @@ impl Upstream {
             cache.insert(issuer.to_string(), (Instant::now(), Arc::clone(&m)));
         }
         Ok(m)
+    }
+
+    /// Whether the provider promises the RFC 9207 `iss` parameter on its callbacks.
+    pub async fn sends_iss(&self, issuer: &str) -> Result<bool, AppError> {
+        Ok(self
+            .metadata(issuer)
+            .await?
+            .additional_metadata()
+            .authorization_response_iss_parameter_supported
+            == Some(true))
     }
 
     /// Forgets a provider's discovery (its keys may have rotated).

@@ -404,6 +404,12 @@ async fn tampered_replayed_expired_and_other_browser_states_are_refused(b: Backe
     );
     assert_ne!(mixed, callback);
     refused(fresh.get(&mixed).send().await.unwrap()).await;
+    // This provider promises `iss` (discovery says so): a callback without it is refused.
+    let authorize = start(&app, &fresh, "").await;
+    let callback = at_provider(&fresh, &authorize, "alice", &app.base).await;
+    let stripped = callback.replace(&format!("&iss={}", url_escape(&idp.issuer)), "");
+    assert_ne!(stripped, callback);
+    refused(fresh.get(&stripped).send().await.unwrap()).await;
 }
 
 fn url_escape(s: &str) -> String {
