@@ -159,6 +159,7 @@ pub fn routes() -> Routes {
             post(account::change_password),
         )
         .merge(mfa::routes())
+        .merge(sso::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.

@@ -40,6 +40,7 @@ pub async fn show(
         Some("password") => Some(T::PasswordChanged),
         Some("revoked") => Some(T::SessionRevoked),
         Some("linked") => Some(T::ProviderLinked),
+        Some("unlinked") => Some(T::ProviderUnlinked),
         _ => None,
     };
     render(&s, &headers, &p, notice, None).await
@@ -187,7 +188,7 @@ async fn render(
         Ok(cards) => body.push_str(&cards),
         Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }
-    match super::sso::account_card(s, p, locale).await {
+    match super::sso::account_card(s, p, &csrf, locale).await {
         Ok(card) => body.push_str(&card),
         Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }

@@ -2,17 +2,64 @@
 //! the provider, and what the callback shows (the next page, the owed step, or the sign-in
 //! page with the error's code).
 
-use super::Problem;
-use super::form::{location, safe_next};
-use super::html::{self, Cookies, esc};
+use super::account::signed_in_post;
+use super::form::{Form, FormError, location, safe_next};
+use super::html::{self, Cookies, esc, hidden};
 use super::login::{login_page, signed_in};
 use super::text::T;
+use super::{Back, Problem, error_page};
+use crate::openapi::{RouteDoc, Routes, Security};
 use crate::{AppState, context, cookies};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::routing::post;
 use gatehouse_core::login::LoginOutcome;
 use gatehouse_core::sso::Finished;
-use gatehouse_domain::{AppError, Locale};
+use gatehouse_domain::{AppError, Code, Id, Locale};
+
+/// The SSO page routes.
+pub(super) fn routes() -> Routes {
+    Routes::new().at(
+        RouteDoc {
+            html: true,
+            security: Security::Csrf,
+            body: &[("csrf_token", "string", true)],
+            codes: &[Code::NOT_FOUND, Code::SSO_LAST_SIGN_IN_METHOD],
+            ..RouteDoc::new(
+                "POST",
+                "/account/identities/{id}/unlink",
+                "pages",
+                "Unlink an upstream identity (session cookie); refused when it is the \
+                 account's last way to sign in",
+            )
+        },
+        post(unlink),
+    )
+}
+
+/// `POST /account/identities/{id}/unlink`.
+async fn unlink(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form, FormError>,
+) -> Response {
+    let ctx = context::current();
+    let locale = ctx.locale;
+    let p = match signed_in_post(&s, &headers, form, locale).await {
+        Ok((p, _)) => p,
+        Err(res) => return res,
+    };
+    let Ok(id) = id.parse::<Id>() else {
+        let p = Problem::from_error(Code::NOT_FOUND.into(), locale);
+        return error_page(p, locale, Back::Account);
+    };
+    if let Err(e) = s.svc.sso_unlink(p.account_id, id, &ctx.meta()).await {
+        return error_page(Problem::from_error(e, locale), locale, Back::Account);
+    }
+    html::see_other("/account?notice=unlinked", locale, Cookies::default())
+}
 
 /// Percent-encodes a query value.
 fn query_value(v: &str) -> String {
@@ -118,6 +165,7 @@ pub(crate) async fn sso_finished(s: &AppState, headers: &HeaderMap, done: Finish
 pub(super) async fn account_card(
     s: &AppState,
     p: &gatehouse_core::Principal,
+    csrf: &str,
     locale: Locale,
 ) -> Result<String, AppError> {
     let linked = s.svc.sso_identities(p.account_id).await?;
@@ -131,12 +179,14 @@ pub(super) async fn account_card(
     );
     for i in &linked {
         let name = i.provider_name.as_deref().unwrap_or(&i.identity.provider);
+        let id = esc(&i.identity.id.to_string());
         out.push_str(&format!(
-            r#"<li data-identity="{}">{} — {} ({})</li>"#,
-            esc(&i.identity.id.to_string()),
+            r#"<li data-identity="{id}">{} — {} ({}) <form class="inline" method="post" action="/account/identities/{id}/unlink">{}<button class="danger" type="submit">{}</button></form></li>"#,
             esc(name),
             esc(i.identity.email.as_deref().unwrap_or(&i.identity.subject)),
             super::account::time(i.identity.created_at),
+            hidden("csrf_token", csrf),
+            esc(T::Unlink.get(locale)),
         ));
     }
     out.push_str("</ul>");

@@ -828,6 +828,55 @@ async fn a_signed_in_user_links_and_unlinks_a_provider(b: Backend) {
             .unwrap()
             .is_empty()
     );
+    // Linked again, and unlinked from the account page's form (no JavaScript).
+    let authorize = start(&app, &client, "?mode=link").await;
+    let callback = at_provider(&client, &authorize, "bob", &app.base).await;
+    assert_eq!(
+        client
+            .get(&callback)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        303
+    );
+    let page = client
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let action = page
+        .split(r#"action="/account/identities/"#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("an unlink form")
+        .to_string();
+    let csrf = page
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = client
+        .post(app.url(&format!("/account/identities/{action}")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers()["location"], "/account?notice=unlinked");
+    assert!(
+        app.svc
+            .store
+            .identities_of(local.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // An SSO-only account may not drop its only way in.
     let sso_only = browser();
     assert_eq!(
