@@ -99,6 +99,18 @@ impl Service {
         input: CreateUser,
         meta: &RequestMeta,
     ) -> Result<Account, AppError> {
+        self.create_account_as(actor, input, true, meta).await
+    }
+
+    /// [`Service::create_user`], saying whether the e-mail is known to be the account's
+    /// (false for self-registration: SSO never links to such an account by e-mail).
+    async fn create_account_as(
+        &self,
+        actor: Option<Id>,
+        input: CreateUser,
+        email_verified: bool,
+        meta: &RequestMeta,
+    ) -> Result<Account, AppError> {
         let mut errors = Vec::new();
         let email = Email::parse(&input.email);
         if email.is_none() {
@@ -185,6 +197,7 @@ impl Service {
                 &NewAccount {
                     account: account.clone(),
                     password_hash,
+                    email_verified,
                 },
                 &audit,
             )
@@ -206,7 +219,7 @@ impl Service {
             ..input
         };
         let now = self.now();
-        match self.create_user(None, input, meta).await {
+        match self.create_account_as(None, input, false, meta).await {
             Ok(a) => {
                 self.audit(
                     event(meta, now, "register", "success")

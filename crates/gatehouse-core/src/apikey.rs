@@ -116,9 +116,11 @@ impl Service {
             .actor(Some(actor.id))
             .target(Some(account.id))
             .details(serde_json::json!({ "username": account.username, "roles": account.roles }));
+        // A service account has no mailbox to confirm: nothing upstream may link to it.
         let new = NewAccount {
             account: account.clone(),
             password_hash: None,
+            email_verified: false,
         };
         self.store.create_account(&new, &audit).await?;
         Ok(account)

@@ -212,6 +212,7 @@ pub struct CoreConfig {
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub audit: AuditConfig,
     pub tokens: TokensConfig,
+    pub sso: crate::sso::config::SsoConfig,
 }
 
 impl CoreConfig {
@@ -311,7 +312,7 @@ impl CoreConfig {
         if self.audit.prune_interval_seconds == 0 {
             return bad("audit.prune_interval_seconds", "must be ≥ 1");
         }
-        Ok(())
+        self.sso.validate()
     }
 }
 

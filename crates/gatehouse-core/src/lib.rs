@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub(crate) mod read_cache;
 pub mod seal;
 pub mod service;
+pub mod sso;
 pub mod tenancy;
 pub mod tokens;
 pub mod totp;

@@ -85,6 +85,13 @@ pub enum Method {
     Totp,
     #[serde(rename = "recovery_code")]
     RecoveryCode,
+    /// Signed in at an upstream provider (SSO).
+    #[serde(rename = "sso")]
+    Sso,
+    /// The upstream provider's id_token shows MFA (`amr`) and the provider is trusted for
+    /// it (`trust_upstream_mfa`): counts as the second factor.
+    #[serde(rename = "sso_mfa")]
+    UpstreamMfa,
 }
 
 impl Method {
@@ -94,12 +101,17 @@ impl Method {
             Method::Password => "pwd",
             Method::Totp => "totp",
             Method::RecoveryCode => "recovery_code",
+            Method::Sso => "sso",
+            Method::UpstreamMfa => "sso_mfa",
         }
     }
 
     /// True for methods that count as the second factor.
     pub fn is_second_factor(self) -> bool {
-        matches!(self, Method::Totp | Method::RecoveryCode)
+        matches!(
+            self,
+            Method::Totp | Method::RecoveryCode | Method::UpstreamMfa
+        )
     }
 }
 
@@ -385,6 +397,49 @@ impl Service {
         if let Verified::YesRehashed(h) = verified {
             state.rehash = Some(h);
         }
+        self.after_password(account, state, opts, meta).await
+    }
+
+    /// The upstream (SSO) entry point, once the provider's answer is verified and resolved
+    /// to `account`: lockout → account status → instance settings, then the same steps as
+    /// after a password (trusted device, TOTP, enrolment, tenancy, single-session).
+    /// `upstream_mfa`: the provider is trusted for MFA and its id_token shows it.
+    #[tracing::instrument(skip_all, fields(account_id = %account.id))]
+    pub async fn login_upstream(
+        &self,
+        account: Account,
+        upstream_mfa: bool,
+        opts: &LoginOptions,
+        kind: TokenKind,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, AppError> {
+        let now = self.now();
+        let refuse = |reason: &str| {
+            event(meta, now, "login", "failure")
+                .target(Some(account.id))
+                .reason(reason)
+                .details(serde_json::json!({ "method": Method::Sso.as_str() }))
+        };
+        let subject = Subject::Account(account.id);
+        if let Err(e) = lockout::check(self.cache.as_ref(), &self.cfg.lockout, subject).await {
+            if e.code == Code::ACCOUNT_LOCKED {
+                self.audit(refuse("ACCOUNT_LOCKED")).await;
+            }
+            return Err(e);
+        }
+        if account.status != AccountStatus::Active {
+            self.audit(refuse("ACCOUNT_DISABLED")).await;
+            return Err(Code::ACCOUNT_DISABLED.into());
+        }
+        if let Err(e) = self.instance_settings().await {
+            self.audit(refuse(e.code.as_str())).await;
+            return Err(e);
+        }
+        let mut state = LoginState::new(account.id, kind, Method::Sso);
+        if upstream_mfa {
+            state.methods.push(Method::UpstreamMfa);
+        }
+        state.workspace = opts.workspace.clone();
         self.after_password(account, state, opts, meta).await
     }
 

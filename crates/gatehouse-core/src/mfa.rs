@@ -46,7 +46,7 @@ pub struct MfaStatus {
 
 impl Service {
     /// The 32-byte key that seals TOTP secrets; `SERVICE_UNAVAILABLE` if none is configured.
-    fn secrets_key(&self) -> Result<[u8; 32], AppError> {
+    pub(crate) fn secrets_key(&self) -> Result<[u8; 32], AppError> {
         self.cfg
             .secrets
             .encryption_key

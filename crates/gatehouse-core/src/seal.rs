@@ -20,6 +20,8 @@ pub enum Purpose<'a> {
     TotpSecret(Id),
     /// A token-signing private key, bound to its kid.
     SigningKey(&'a str),
+    /// A stored SSO provider's client secret, bound to the provider id.
+    SsoClientSecret(&'a str),
 }
 
 impl Purpose<'_> {
@@ -32,6 +34,11 @@ impl Purpose<'_> {
             Purpose::SigningKey(kid) => {
                 [b"gatehouse signing-key v1\0".as_slice(), kid.as_bytes()].concat()
             }
+            Purpose::SsoClientSecret(id) => [
+                b"gatehouse sso-client-secret v1\0".as_slice(),
+                id.as_bytes(),
+            ]
+            .concat(),
         }
     }
 
@@ -39,6 +46,7 @@ impl Purpose<'_> {
         match self {
             Purpose::TotpSecret(_) => "TOTP secret".into(),
             Purpose::SigningKey(kid) => format!("signing key {kid}"),
+            Purpose::SsoClientSecret(id) => format!("client secret of SSO provider {id}"),
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct Service {
     pub csrf: Csrf,
     pub cfg: CoreConfig,
     pub metrics: crate::metrics::Metrics,
+    /// Upstream sign-in: the back-channel client and discovery cache.
+    pub sso: crate::sso::Registry,
     pub(crate) accounts: crate::read_cache::ReadCache<Id, gatehouse_domain::model::Account>,
     pub(crate) settings: crate::read_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
@@ -133,6 +135,7 @@ impl Service {
                 AppError::internal(Code::INTERNAL_ERROR, "stored CSRF secret is malformed")
             })?;
         let csrf = Csrf::new(secret, CSRF_MAX_AGE_SECS);
+        let sso = crate::sso::Registry::new(&cfg.sso)?;
         Ok(Self {
             store,
             cache,
@@ -140,6 +143,7 @@ impl Service {
             hasher,
             keys,
             csrf,
+            sso,
             accounts: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             settings: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             cfg,

@@ -128,6 +128,10 @@ catalog! {
     SSO_STATE_INVALID = 400, "The sign-in state is invalid", "单点登录状态无效", "Trạng thái đăng nhập SSO không hợp lệ";
     SSO_PROVIDER_ERROR = 502, "The identity provider failed", "身份提供方出错", "Nhà cung cấp danh tính gặp lỗi";
     SSO_IDENTIFIER_REJECTED = 403, "This identity is not allowed here", "该身份不被允许", "Danh tính này không được phép";
+    SSO_LINK_REQUIRED = 409, "An account with this e-mail already exists: sign in with your password, then link this provider from your account page", "已存在使用此邮箱的账户：请先用密码登录，再在账户页面关联此身份提供方", "Đã có tài khoản dùng email này: hãy đăng nhập bằng mật khẩu, rồi liên kết nhà cung cấp này từ trang tài khoản";
+    SSO_REAUTHENTICATION_REQUIRED = 401, "Sign in again to link a provider", "请重新登录后再关联身份提供方", "Hãy đăng nhập lại để liên kết nhà cung cấp";
+    SSO_LAST_SIGN_IN_METHOD = 409, "This is the account's last way to sign in", "这是该账户唯一的登录方式", "Đây là cách đăng nhập cuối cùng của tài khoản";
+    SSO_PROVIDER_DENIED = 403, "The identity provider did not sign you in", "身份提供方未完成登录", "Nhà cung cấp danh tính không đăng nhập cho bạn";
     JWT_KEY_NOT_CONFIGURED = 503, "Token signing is not configured", "未配置令牌签名密钥", "Chưa cấu hình khóa ký mã truy cập";
     SERVICE_UNAVAILABLE = 503, "The service is temporarily unavailable", "服务暂时不可用", "Dịch vụ tạm thời không khả dụng";
     INTERNAL_ERROR = 500, "Something went wrong", "服务器内部错误", "Đã xảy ra lỗi";

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod model;
 pub mod ports;
 pub mod secret;
+pub mod sso;
 pub mod timestamp;
 pub mod values;
 

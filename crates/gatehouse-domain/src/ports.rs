@@ -36,6 +36,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct NewAccount {
     pub account: Account,
     pub password_hash: Option<String>,
+    /// The e-mail is known to belong to the account (admin-created, or verified by an
+    /// upstream provider); false for self-registration until confirmed. SSO links only to
+    /// verified ones.
+    pub email_verified: bool,
 }
 
 /// Accounts and their global roles.
@@ -469,6 +473,7 @@ pub trait Store:
     + TenancyStore
     + PatStore
     + ApiKeyStore
+    + crate::sso::SsoStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 mod invitations;
 mod mfa;
+mod sso;
 mod tenancy;
 mod tokens;
 
@@ -332,6 +333,7 @@ pub fn routes() -> Routes {
         .merge(tenancy::routes())
         .merge(invitations::routes())
         .merge(tokens::routes())
+        .merge(sso::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {

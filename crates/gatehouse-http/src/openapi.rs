@@ -41,6 +41,8 @@ pub struct RouteDoc {
     pub plain: Option<&'static str>,
     /// Success is `201 Created` (with the new resource), not `200`.
     pub created: bool,
+    /// An HTML route that answers `302 Found` to another site (SSO start).
+    pub found: bool,
 }
 
 impl RouteDoc {
@@ -63,6 +65,7 @@ impl RouteDoc {
             html: false,
             plain: None,
             created: false,
+            found: false,
         }
     }
 }
@@ -254,6 +257,12 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                 "303".into(),
                 json!({ "description": "See Other: on to the next page (`next`, a sign-in step, or the sign-in form)" }),
             );
+            if r.found {
+                responses.insert(
+                    "302".into(),
+                    json!({ "description": "Found: on to the identity provider" }),
+                );
+            }
         }
         let mut op = json!({
             "tags": [r.tag],

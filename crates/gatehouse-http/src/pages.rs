@@ -7,8 +7,17 @@ pub(crate) mod form;
 mod html;
 mod login;
 mod mfa;
+mod sso;
 mod text;
 mod tokens;
+
+pub(crate) use html::Cookies as PageCookies;
+
+/// Whether `next` is a path the pages would follow after sign-in.
+pub(crate) fn is_safe_next(next: &str) -> bool {
+    form::safe_next(next).is_some()
+}
+pub(crate) use sso::{browser_binding, sso_failed, sso_finished, to_provider};
 
 use crate::openapi::{RouteDoc, Routes, Security};
 use crate::{AppState, context, cookies};
@@ -167,6 +176,7 @@ pub fn routes() -> Routes {
         )
         .merge(mfa::routes())
         .merge(tokens::routes())
+        .merge(sso::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.
@@ -226,6 +236,8 @@ fn clear_session(s: &AppState, jar: &mut Cookies) {
 /// What went wrong, ready to show on a page.
 struct Problem {
     status: StatusCode,
+    /// The catalog code, shown in the page as `data-code` for scripts and tests.
+    code: &'static str,
     message: &'static str,
     /// (form field, localized message)
     fields: Vec<(String, &'static str)>,
@@ -246,6 +258,7 @@ impl Problem {
         Self {
             status: StatusCode::from_u16(e.code.status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: e.code.as_str(),
             message: e.code.message(locale),
             fields: e
                 .fields
@@ -265,6 +278,7 @@ impl Problem {
     fn bad_form(status: StatusCode, locale: Locale) -> Self {
         Self {
             status,
+            code: Code::VALIDATION_ERROR.as_str(),
             message: T::BadForm.get(locale),
             fields: Vec::new(),
             retry_after: None,

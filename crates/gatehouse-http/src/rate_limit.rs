@@ -34,11 +34,17 @@ pub fn classify(method: &Method, path: &str) -> Class {
         "/account/totp",
         "/account/recovery-codes",
     ];
-    if *method != Method::GET
+    // SSO start, callback and exchange spend upstream round trips and create accounts:
+    // credential class whatever the method.
+    let sso = path.starts_with("/api/v1/auth/sso/")
+        && ["/start", "/callback", "/exchange"]
+            .iter()
+            .any(|end| path.ends_with(end));
+    let credential = *method != Method::GET
         && credential
             .iter()
-            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
-    {
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if sso || credential {
         Class::Credential
     } else if path == "/api/v1/auth/refresh" {
         Class::Refresh
@@ -114,6 +120,18 @@ mod tests {
             Class::Refresh
         );
         assert_eq!(classify(&Method::GET, "/api/v1/auth/me"), Class::Default);
+        for sso in ["/start", "/callback"] {
+            let path = format!("/api/v1/auth/sso/corp{sso}");
+            assert_eq!(classify(&Method::GET, &path), Class::Credential, "{path}");
+        }
+        assert_eq!(
+            classify(&Method::POST, "/api/v1/auth/sso/corp/exchange"),
+            Class::Credential
+        );
+        assert_eq!(
+            classify(&Method::GET, "/api/v1/auth/sso/providers"),
+            Class::Default
+        );
         assert_eq!(
             classify(&Method::POST, "/api/v1/auth/loginx"),
             Class::Default

@@ -56,6 +56,11 @@ const SQLITE: &[File] = &[
         description: "tokens",
         sql: include_str!("../migrations/sqlite/0006_tokens.sql"),
     },
+    File {
+        version: 7,
+        description: "sso",
+        sql: include_str!("../migrations/sqlite/0007_sso.sql"),
+    },
 ];
 
 const POSTGRES: &[File] = &[
@@ -88,6 +93,11 @@ const POSTGRES: &[File] = &[
         version: 6,
         description: "tokens",
         sql: include_str!("../migrations/postgres/0006_tokens.sql"),
+    },
+    File {
+        version: 7,
+        description: "sso",
+        sql: include_str!("../migrations/postgres/0007_sso.sql"),
     },
 ];
 

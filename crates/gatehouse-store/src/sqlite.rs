@@ -36,6 +36,8 @@ mod rows;
 mod sessions;
 #[path = "sql/settings.rs"]
 mod settings;
+#[path = "sql/sso.rs"]
+mod sso;
 #[path = "sql/tenancy.rs"]
 mod tenancy;
 #[path = "sql/tokens.rs"]

@@ -13,6 +13,7 @@ use gatehouse_domain::model::{
     TrustedDevice, Workspace,
 };
 use gatehouse_domain::ports::{NewAccount, Store, StoreError, StoreResult};
+use gatehouse_domain::sso::{ExternalIdentity, StoredProvider, Unlink};
 use gatehouse_domain::{Id, Timestamp};
 use gatehouse_store::PoolOptions;
 use serde_json::json;
@@ -75,6 +76,21 @@ macro_rules! conformance {
 }
 
 conformance! {
+    case_sso_identity_links_resolves_and_is_unique =>
+        sso_identity_links_resolves_and_is_unique_sqlite,
+        sso_identity_links_resolves_and_is_unique_postgres;
+    case_sso_register_with_identity_is_all_or_nothing =>
+        sso_register_with_identity_is_all_or_nothing_sqlite,
+        sso_register_with_identity_is_all_or_nothing_postgres;
+    case_sso_unlink_refuses_the_last_way_to_sign_in =>
+        sso_unlink_refuses_the_last_way_to_sign_in_sqlite,
+        sso_unlink_refuses_the_last_way_to_sign_in_postgres;
+    case_sso_email_verified_is_what_the_account_was_created_with =>
+        sso_email_verified_is_what_the_account_was_created_with_sqlite,
+        sso_email_verified_is_what_the_account_was_created_with_postgres;
+    case_sso_stored_providers_round_trip =>
+        sso_stored_providers_round_trip_sqlite,
+        sso_stored_providers_round_trip_postgres;
     case_role_codes_are_unique_per_scope_including_global =>
         role_codes_are_unique_per_scope_including_global_sqlite,
         role_codes_are_unique_per_scope_including_global_postgres;
@@ -354,6 +370,7 @@ async fn create(store: &dyn Store, account: Account, password_hash: Option<&str>
     let new = NewAccount {
         account: account.clone(),
         password_hash: password_hash.map(str::to_string),
+        email_verified: true,
     };
     store
         .create_account(&new, &audit("account.create", account.created_at))
@@ -535,6 +552,7 @@ async fn case_create_account_with_taken_email_is_conflict(store: Arc<dyn Store>)
     let new = NewAccount {
         account: dup.clone(),
         password_hash: Some(HASH.into()),
+        email_verified: true,
     };
 
     let err = store
@@ -566,6 +584,7 @@ async fn case_create_account_with_taken_username_is_conflict(store: Arc<dyn Stor
     let new = NewAccount {
         account: dup.clone(),
         password_hash: None,
+        email_verified: true,
     };
 
     let err = store
@@ -3362,4 +3381,290 @@ async fn case_deleting_a_service_account_takes_its_keys_and_spares_people(store:
             .total,
         0
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// SSO: external identities and stored providers.
+// ---------------------------------------------------------------------------------------
+
+fn identity(provider: &str, subject: &str, account_id: Id, at: Timestamp) -> ExternalIdentity {
+    ExternalIdentity {
+        id: new_id(),
+        provider: provider.into(),
+        subject: subject.into(),
+        account_id,
+        email: Some(format!("{subject}@upstream.test")),
+        created_account: false,
+        created_at: at,
+        last_used_at: None,
+    }
+}
+
+async fn audit_count(store: &dyn Store, action: &str) -> u64 {
+    let filter = AuditFilter {
+        action: Some(action.into()),
+        ..AuditFilter::default()
+    };
+    store.list_audit(&filter, page(1, 50)).await.unwrap().total
+}
+
+async fn case_sso_identity_links_resolves_and_is_unique(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let bob = seed(&*store, "bob").await;
+    let linked = identity("corp", "sub-1", ann.id, at(SECOND));
+    store
+        .link_identity(&linked, &audit("sso.link", at(SECOND)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.identity_by_subject("corp", "sub-1").await.unwrap(),
+        Some(linked.clone())
+    );
+    // Resolution is by provider and subject together.
+    assert_eq!(
+        store.identity_by_subject("other", "sub-1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.identity_by_subject("corp", "sub-2").await.unwrap(),
+        None
+    );
+    // One upstream identity belongs to one account.
+    let again = identity("corp", "sub-1", bob.id, at(2 * SECOND));
+    let err = store
+        .link_identity(&again, &audit("sso.link", at(2 * SECOND)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_eq!(audit_count(&*store, "sso.link").await, 1);
+    let second = identity("other", "sub-1", ann.id, at(3 * SECOND));
+    store
+        .link_identity(&second, &audit("sso.link", at(3 * SECOND)))
+        .await
+        .unwrap();
+    let listed = store.identities_of(ann.id).await.unwrap();
+    assert_eq!(listed, vec![linked.clone(), second]);
+    assert!(store.identities_of(bob.id).await.unwrap().is_empty());
+    store
+        .touch_identity(linked.id, Some("new@upstream.test"), at(MINUTE))
+        .await
+        .unwrap();
+    let touched = store
+        .identity_by_subject("corp", "sub-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.last_used_at, Some(at(MINUTE)));
+    assert_eq!(touched.email.as_deref(), Some("new@upstream.test"));
+    store
+        .touch_identity(linked.id, None, at(HOUR))
+        .await
+        .unwrap();
+    let kept = store
+        .identity_by_subject("corp", "sub-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.email.as_deref(), Some("new@upstream.test"));
+    assert_eq!(kept.last_used_at, Some(at(HOUR)));
+}
+
+async fn case_sso_register_with_identity_is_all_or_nothing(store: Arc<dyn Store>) {
+    let first = account("new@example.com", None, at(0));
+    let mut link = identity("corp", "sub-new", first.id, at(0));
+    link.created_account = true;
+    let new = NewAccount {
+        account: first.clone(),
+        password_hash: None,
+        email_verified: true,
+    };
+    store
+        .register_with_identity(&new, &link, &audit("sso.register", at(0)))
+        .await
+        .unwrap();
+    let stored = store
+        .account_by_email("new@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id, first.id);
+    assert_eq!(store.password_hash(first.id).await.unwrap(), None);
+    let found = store
+        .identity_by_subject("corp", "sub-new")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.created_account);
+    // The e-mail is taken: neither the account nor the identity is written.
+    let dup = account("new@example.com", None, at(SECOND));
+    let other = identity("corp", "sub-other", dup.id, at(SECOND));
+    let err = store
+        .register_with_identity(
+            &NewAccount {
+                account: dup.clone(),
+                password_hash: None,
+                email_verified: true,
+            },
+            &other,
+            &audit("sso.register", at(SECOND)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_eq!(
+        store
+            .identity_by_subject("corp", "sub-other")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.account_by_id(dup.id).await.unwrap(), None);
+    assert_eq!(audit_count(&*store, "sso.register").await, 1);
+    // The subject is taken: the new account is not written either.
+    let third = account("third@example.com", None, at(2 * SECOND));
+    let taken = identity("corp", "sub-new", third.id, at(2 * SECOND));
+    let err = store
+        .register_with_identity(
+            &NewAccount {
+                account: third.clone(),
+                password_hash: None,
+                email_verified: true,
+            },
+            &taken,
+            &audit("sso.register", at(2 * SECOND)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_eq!(store.account_by_id(third.id).await.unwrap(), None);
+}
+
+async fn case_sso_unlink_refuses_the_last_way_to_sign_in(store: Arc<dyn Store>) {
+    // No password, one identity: unlinking it would lock the account out.
+    let only = account("only@example.com", None, at(0));
+    let first = identity("corp", "only-1", only.id, at(0));
+    store
+        .register_with_identity(
+            &NewAccount {
+                account: only.clone(),
+                password_hash: None,
+                email_verified: true,
+            },
+            &first,
+            &audit("sso.register", at(0)),
+        )
+        .await
+        .unwrap();
+    let unlink = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .unlink_identity(only.id, id, &audit("sso.unlink", at(SECOND)))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(unlink(first.id).await, Unlink::LastWay);
+    assert_eq!(unlink(new_id()).await, Unlink::NotFound);
+    // With a second identity, either may go, but not both.
+    let second = identity("other", "only-2", only.id, at(SECOND));
+    store
+        .link_identity(&second, &audit("sso.link", at(SECOND)))
+        .await
+        .unwrap();
+    assert_eq!(unlink(first.id).await, Unlink::Removed);
+    assert_eq!(unlink(second.id).await, Unlink::LastWay);
+    assert_eq!(store.identities_of(only.id).await.unwrap(), vec![second]);
+    assert_eq!(audit_count(&*store, "sso.unlink").await, 1);
+    // An account with a password may drop its only identity; another's identity is not found.
+    let ann = seed(&*store, "ann").await;
+    let hers = identity("corp", "ann-1", ann.id, at(0));
+    store
+        .link_identity(&hers, &audit("sso.link", at(0)))
+        .await
+        .unwrap();
+    assert_eq!(unlink(hers.id).await, Unlink::NotFound);
+    let removed = store
+        .unlink_identity(ann.id, hers.id, &audit("sso.unlink", at(SECOND)))
+        .await
+        .unwrap();
+    assert_eq!(removed, Unlink::Removed);
+    assert!(store.identities_of(ann.id).await.unwrap().is_empty());
+}
+
+async fn case_sso_email_verified_is_what_the_account_was_created_with(store: Arc<dyn Store>) {
+    let admin_made = seed(&*store, "ann").await;
+    assert!(store.email_verified(admin_made.id).await.unwrap());
+    let self_made = account("self@example.com", None, at(0));
+    store
+        .create_account(
+            &NewAccount {
+                account: self_made.clone(),
+                password_hash: Some(HASH.into()),
+                email_verified: false,
+            },
+            &audit("register", at(0)),
+        )
+        .await
+        .unwrap();
+    assert!(!store.email_verified(self_made.id).await.unwrap());
+    assert!(!store.email_verified(new_id()).await.unwrap());
+}
+
+async fn case_sso_stored_providers_round_trip(store: Arc<dyn Store>) {
+    let corp = StoredProvider {
+        id: "corp".into(),
+        settings: json!({ "name": "Corp", "kind": "oidc", "issuer": "https://idp.example.com" }),
+        sealed_secret: vec![1, 2, 3, 4],
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    store
+        .create_stored_provider(&corp, &audit("admin.sso_provider.create", at(0)))
+        .await
+        .unwrap();
+    let err = store
+        .create_stored_provider(&corp, &audit("admin.sso_provider.create", at(0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_eq!(
+        store.stored_provider("corp").await.unwrap(),
+        Some(corp.clone())
+    );
+    assert_eq!(store.stored_provider("nope").await.unwrap(), None);
+    let mut changed = corp.clone();
+    changed.settings = json!({ "name": "Corp SSO", "kind": "oidc", "enabled": false });
+    changed.sealed_secret = vec![9, 9];
+    changed.updated_at = at(MINUTE);
+    assert!(
+        store
+            .update_stored_provider(&changed, &audit("admin.sso_provider.update", at(MINUTE)))
+            .await
+            .unwrap()
+    );
+    let mut ghost = changed.clone();
+    ghost.id = "ghost".into();
+    assert!(
+        !store
+            .update_stored_provider(&ghost, &audit("admin.sso_provider.update", at(MINUTE)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.stored_providers().await.unwrap(), vec![changed]);
+    assert!(
+        store
+            .delete_stored_provider("corp", &audit("admin.sso_provider.delete", at(HOUR)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_stored_provider("corp", &audit("admin.sso_provider.delete", at(HOUR)))
+            .await
+            .unwrap()
+    );
+    assert!(store.stored_providers().await.unwrap().is_empty());
+    assert_eq!(audit_count(&*store, "admin.sso_provider.update").await, 1);
+    assert_eq!(audit_count(&*store, "admin.sso_provider.delete").await, 1);
 }

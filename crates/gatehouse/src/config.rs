@@ -39,6 +39,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub audit: AuditConfig,
     pub tokens: TokensConfig,
+    /// `[sso]` and `[[sso.providers]]`: upstream identity providers.
+    pub sso: gatehouse_core::sso::config::SsoConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
             tokens: TokensConfig::default(),
+            sso: Default::default(),
         }
     }
 }
@@ -293,6 +296,10 @@ impl Config {
             rate_limit: self.rate_limit.clone(),
             audit: self.audit.clone(),
             tokens: self.tokens.clone(),
+            sso: gatehouse_core::sso::config::SsoConfig {
+                public_url: self.public_url.clone(),
+                ..self.sso.clone()
+            },
         }
     }
 

@@ -42,6 +42,8 @@ pub async fn show(
         Some("joined") => Some(T::InvitationAccepted),
         Some("declined") => Some(T::InvitationDeclined),
         Some("token-revoked") => Some(T::TokenRevoked),
+        Some("linked") => Some(T::ProviderLinked),
+        Some("unlinked") => Some(T::ProviderUnlinked),
         _ => None,
     };
     render(&s, &headers, &p, notice, None).await
@@ -237,6 +239,10 @@ async fn render(
         Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }
     match super::tokens::account_card(s, p, &csrf, locale).await {
+        Ok(card) => body.push_str(&card),
+        Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
+    }
+    match super::sso::account_card(s, p, &csrf, locale).await {
         Ok(card) => body.push_str(&card),
         Err(e) => return error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }

@@ -33,7 +33,13 @@ pub async fn form(
             let to = location(next.unwrap_or(DEFAULT_NEXT));
             html::see_other(&to, locale, Cookies::default())
         }
-        Ok(None) => login_page(&s, &headers, "", next, None),
+        Ok(None) => {
+            // Refreshes the stored providers' buttons; the configured ones need no read.
+            if let Err(e) = s.svc.refresh_sign_in_page().await {
+                tracing::warn!(error = %e, detail = ?e.detail(), "SSO providers not read for the sign-in page");
+            }
+            login_page(&s, &headers, "", next, None)
+        }
         Err(e) => error_page(Problem::from_error(e, locale), locale, Back::SignIn),
     }
 }
@@ -219,33 +225,41 @@ pub(super) fn login_page(
         esc(t(T::SignInLead))
     );
     if let Some(p) = &problem {
-        body.push_str(&html::notice("error", p.message));
+        body.push_str(&format!(
+            r#"<div data-code="{}">{}</div>"#,
+            esc(p.code),
+            html::notice("error", p.message)
+        ));
     }
-    body.push_str(r#"<form method="post" action="/auth/login">"#);
-    body.push_str(&hidden("csrf_token", &csrf));
-    if let Some(n) = next {
-        body.push_str(&hidden("next", n));
+    if s.svc.password_form_shown() {
+        body.push_str(r#"<form method="post" action="/auth/login">"#);
+        body.push_str(&hidden("csrf_token", &csrf));
+        if let Some(n) = next {
+            body.push_str(&hidden("next", n));
+        }
+        body.push_str(&html::field(
+            "identifier",
+            t(T::Identifier),
+            "text",
+            "username",
+            Some(identifier),
+            &on("identifier"),
+        ));
+        body.push_str(&html::field(
+            "password",
+            t(T::Password),
+            "password",
+            "current-password",
+            None,
+            &on("password"),
+        ));
+        body.push_str(&format!(
+            r#"<button type="submit">{}</button></form>"#,
+            esc(t(T::SignInButton))
+        ));
     }
-    body.push_str(&html::field(
-        "identifier",
-        t(T::Identifier),
-        "text",
-        "username",
-        Some(identifier),
-        &on("identifier"),
-    ));
-    body.push_str(&html::field(
-        "password",
-        t(T::Password),
-        "password",
-        "current-password",
-        None,
-        &on("password"),
-    ));
-    body.push_str(&format!(
-        r#"<button type="submit">{}</button></form></div>"#,
-        esc(t(T::SignInButton))
-    ));
+    body.push_str(&super::sso::buttons(s, next, locale));
+    body.push_str("</div>");
     let status = problem.as_ref().map(|p| p.status).unwrap_or(StatusCode::OK);
     let retry = problem.as_ref().and_then(|p| p.retry_after);
     let doc = html::document(locale, t(T::SignInTitle), false, &body);

@@ -33,6 +33,13 @@ texts! {
     Identifier => "Email or username", "邮箱或用户名", "Email hoặc tên người dùng";
     Password => "Password", "密码", "Mật khẩu";
     SignInButton => "Sign in", "登录", "Đăng nhập";
+    SignInWith => "Sign in with {}", "使用 {} 登录", "Đăng nhập bằng {}";
+    OrUseProvider => "Or sign in with your organisation's account:", "或使用所在组织的账户登录：", "Hoặc đăng nhập bằng tài khoản của tổ chức:";
+    LinkedProviders => "Sign-in providers", "登录方式", "Nhà cung cấp đăng nhập";
+    LinkProvider => "Link {}", "关联 {}", "Liên kết {}";
+    ProviderLinked => "The provider was linked to your account.", "身份提供方已关联到您的账户。", "Đã liên kết nhà cung cấp với tài khoản của bạn.";
+    ProviderUnlinked => "The provider was unlinked from your account.", "已解除该身份提供方与您账户的关联。", "Đã hủy liên kết nhà cung cấp khỏi tài khoản của bạn.";
+    Unlink => "Unlink", "解除关联", "Hủy liên kết";
     StepTitle => "Choose a new password", "设置新密码", "Đặt mật khẩu mới";
     StepLead => "You must choose a new password before you continue.", "继续之前，您需要设置一个新密码。", "Bạn cần đặt mật khẩu mới trước khi tiếp tục.";
     CurrentPassword => "Current password", "当前密码", "Mật khẩu hiện tại";

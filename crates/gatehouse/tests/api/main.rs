@@ -22,5 +22,6 @@ mod pages;
 mod pats;
 mod secrets;
 mod slow;
+mod sso;
 mod tenancy;
 mod tokens;
