@@ -185,6 +185,7 @@ pub struct CoreConfig {
     pub lockout: LockoutConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub audit: AuditConfig,
+    pub mail: crate::mail::MailConfig,
 }
 
 impl CoreConfig {
@@ -192,6 +193,7 @@ impl CoreConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let p = &self.password;
         let bad = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        self.mail.validate()?;
         if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
             return bad(
                 "password.argon2_memory_kib",

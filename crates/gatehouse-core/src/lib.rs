@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod jwt;
 pub mod lockout;
 pub mod login;
+pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod password;

@@ -93,6 +93,15 @@ const HELP: &[(&str, &str)] = &[
         "gatehouse_refresh_reuse_total",
         "Rotated refresh tokens presented again (session revoked)",
     ),
+    ("gatehouse_mail_sent_total", "Outbox messages delivered"),
+    (
+        "gatehouse_mail_retries_total",
+        "Outbox deliveries that failed and will be retried",
+    ),
+    (
+        "gatehouse_mail_failed_total",
+        "Outbox messages given up (audited as mail.give_up)",
+    ),
 ];
 
 fn escape(v: &str) -> String {

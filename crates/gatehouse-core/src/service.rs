@@ -48,6 +48,8 @@ pub struct Service {
     pub csrf: Csrf,
     pub cfg: CoreConfig,
     pub metrics: crate::metrics::Metrics,
+    /// The mailer and this instance's outbox sender.
+    pub mail: crate::mail::MailRuntime,
     pub(crate) accounts: crate::read_cache::ReadCache<Id, gatehouse_domain::model::Account>,
     pub(crate) settings: crate::read_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
@@ -81,6 +83,10 @@ impl Service {
                 AppError::internal(Code::INTERNAL_ERROR, "stored CSRF secret is malformed")
             })?;
         let csrf = Csrf::new(secret, CSRF_MAX_AGE_SECS);
+        let mailer = cfg
+            .mail
+            .mailer()
+            .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
         Ok(Self {
             store,
             cache,
@@ -88,6 +94,7 @@ impl Service {
             hasher,
             keys,
             csrf,
+            mail: crate::mail::MailRuntime::new(mailer),
             accounts: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             settings: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             cfg,

@@ -377,6 +377,7 @@ pub trait Store:
     + AuditStore
     + MfaStore
     + TenancyStore
+    + crate::mail::MailStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

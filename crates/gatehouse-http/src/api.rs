@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 mod invitations;
+mod mail;
 mod mfa;
 mod tenancy;
 
@@ -330,6 +331,7 @@ pub fn routes() -> Routes {
         .merge(mfa::routes())
         .merge(tenancy::routes())
         .merge(invitations::routes())
+        .merge(mail::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {

@@ -51,6 +51,11 @@ const SQLITE: &[File] = &[
         description: "invitations denylist",
         sql: include_str!("../migrations/sqlite/0005_invitations.sql"),
     },
+    File {
+        version: 8,
+        description: "mail",
+        sql: include_str!("../migrations/sqlite/0008_mail.sql"),
+    },
 ];
 
 const POSTGRES: &[File] = &[
@@ -78,6 +83,11 @@ const POSTGRES: &[File] = &[
         version: 5,
         description: "invitations denylist",
         sql: include_str!("../migrations/postgres/0005_invitations.sql"),
+    },
+    File {
+        version: 8,
+        description: "mail",
+        sql: include_str!("../migrations/postgres/0008_mail.sql"),
     },
 ];
 

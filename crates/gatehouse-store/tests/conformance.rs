@@ -3027,3 +3027,323 @@ async fn case_ping_answers_on_an_open_store(store: Arc<dyn Store>) {
     seed(&*store, "ann").await;
     store.ping().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// Mail: the outbox and the e-mail codes
+// ---------------------------------------------------------------------------------------
+
+conformance! {
+    case_outbox_hands_each_message_to_one_claimer =>
+        outbox_hands_each_message_to_one_claimer_sqlite,
+        outbox_hands_each_message_to_one_claimer_postgres;
+    case_outbox_retries_sends_gives_up_and_prunes =>
+        outbox_retries_sends_gives_up_and_prunes_sqlite,
+        outbox_retries_sends_gives_up_and_prunes_postgres;
+    case_email_codes_are_single_use_superseded_limited_and_expire =>
+        email_codes_are_single_use_superseded_limited_and_expire_sqlite,
+        email_codes_are_single_use_superseded_limited_and_expire_postgres;
+    case_reset_password_revokes_everything_and_queues_the_notice =>
+        reset_password_revokes_everything_and_queues_the_notice_sqlite,
+        reset_password_revokes_everything_and_queues_the_notice_postgres;
+}
+
+use gatehouse_domain::mail::{CodeCheck, CodePurpose, NewEmailCode, OutboxMail};
+
+fn outbox_mail(account_id: Option<Id>, created: Timestamp) -> OutboxMail {
+    OutboxMail {
+        id: new_id(),
+        kind: "password_reset".into(),
+        account_id,
+        recipient: "ann@example.com".into(),
+        subject: "Reset".into(),
+        body_text: "code ABCD2345".into(),
+        body_html: "<p>code ABCD2345</p>".into(),
+        created_at: created,
+        attempts: 0,
+    }
+}
+
+async fn case_outbox_hands_each_message_to_one_claimer(store: Arc<dyn Store>) {
+    const MAILS: usize = 24;
+    for _ in 0..MAILS {
+        store
+            .enqueue_mail(&outbox_mail(None, at(0)), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.pending_mail().await.unwrap(), MAILS as u64);
+    let start = Arc::new(Barrier::new(2));
+    let mut claimers = JoinSet::new();
+    for _ in 0..2 {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        claimers.spawn(async move {
+            let owner = new_id();
+            start.wait().await;
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_mail(owner, at(10), at(1_000), 5).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|m| m.id));
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(got) = claimers.join_next().await {
+        all.extend(got.unwrap());
+    }
+    assert_eq!(all.len(), MAILS, "every message handed out exactly once");
+    assert_eq!(ids(all.iter().copied()).len(), MAILS);
+    // While the leases run nobody else gets them; once they lapse, they come back.
+    assert!(
+        store
+            .claim_mail(new_id(), at(999), at(2_000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_mail(new_id(), at(1_000), at(2_000), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), MAILS);
+    assert!(again.iter().all(|m| m.attempts == 2));
+}
+
+async fn case_outbox_retries_sends_gives_up_and_prunes(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (a, b) = (
+        outbox_mail(Some(ann.id), at(0)),
+        outbox_mail(Some(ann.id), at(0)),
+    );
+    store
+        .enqueue_mail(&a, Some(&audit("mail.queue", at(0))))
+        .await
+        .unwrap();
+    store.enqueue_mail(&b, None).await.unwrap();
+    let owner = new_id();
+    let claimed = store.claim_mail(owner, at(0), at(100), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let first = claimed.iter().find(|m| m.id == a.id).unwrap();
+    assert_eq!(first.body_text, a.body_text);
+    assert_eq!(first.attempts, 1);
+    // A retry releases the lease but the message is not due before `retry_at`.
+    assert!(
+        !store
+            .retry_mail(a.id, new_id(), at(50), "refused")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .retry_mail(a.id, owner, at(50), "refused")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_mail(owner, at(49), at(100), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store.claim_mail(owner, at(50), at(150), 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 2);
+    // Only the holder marks it sent; then it is finished and never handed out again.
+    assert!(!store.mark_mail_sent(a.id, new_id(), at(60)).await.unwrap());
+    assert!(store.mark_mail_sent(a.id, owner, at(60)).await.unwrap());
+    assert!(!store.mark_mail_sent(a.id, owner, at(61)).await.unwrap());
+    // Giving up writes the audit row with it.
+    let give_up = audit("mail.give_up", at(70));
+    assert!(
+        store
+            .give_up_mail(b.id, owner, at(70), "timeout", &give_up)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .give_up_mail(b.id, owner, at(71), "timeout", &give_up)
+            .await
+            .unwrap()
+    );
+    let (events, _) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("mail.give_up".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.pending_mail().await.unwrap(), 0);
+    assert!(
+        store
+            .claim_mail(owner, at(10_000), at(20_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Pruning removes finished rows older than the cut-off only.
+    assert_eq!(store.prune_mail(at(60)).await.unwrap(), 0);
+    assert_eq!(store.prune_mail(at(65)).await.unwrap(), 1);
+    assert_eq!(store.prune_mail(at(1_000)).await.unwrap(), 1);
+}
+
+fn email_code(
+    account_id: Id,
+    purpose: CodePurpose,
+    hash: &[u8],
+    created: Timestamp,
+) -> NewEmailCode {
+    NewEmailCode {
+        id: new_id(),
+        account_id,
+        purpose,
+        code_hash: hash.to_vec(),
+        new_email: None,
+        created_at: created,
+        expires_at: created.plus(ms(1_000)),
+    }
+}
+
+async fn case_email_codes_are_single_use_superseded_limited_and_expire(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let reset = CodePurpose::PasswordReset;
+    let put = |hash: &'static [u8], t: Timestamp| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .create_email_code(
+                    &email_code(ann.id, reset, hash, t),
+                    &outbox_mail(Some(ann.id), t),
+                    &audit("password.reset.request", t),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // No code yet.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"a", at(0), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    put(b"first", at(0)).await;
+    put(b"second", at(1)).await;
+    assert_eq!(
+        store.pending_mail().await.unwrap(),
+        2,
+        "each code queues its mail"
+    );
+    // The first was superseded: presenting it is a wrong attempt at the second.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"first", at(2), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { left: 4 }
+    );
+    // Another purpose does not see it.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, CodePurpose::VerifyEmail, b"second", at(2), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"second", at(3), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Spent { new_email: None }
+    );
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"second", at(4), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    // Attempt limit.
+    put(b"third", at(10)).await;
+    for left in (0..5).rev() {
+        assert_eq!(
+            store
+                .check_email_code(ann.id, reset, b"wrong", at(11), 5)
+                .await
+                .unwrap(),
+            CodeCheck::Wrong { left }
+        );
+    }
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"third", at(12), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    // Expiry.
+    put(b"fourth", at(20)).await;
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"fourth", at(1_020), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+}
+
+async fn case_reset_password_revokes_everything_and_queues_the_notice(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (one, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (two, _) = login(&*store, ann.id, TokenKind::Refresh, at(1)).await;
+    store
+        .create_email_code(
+            &email_code(ann.id, CodePurpose::PasswordReset, b"code", at(2)),
+            &outbox_mail(Some(ann.id), at(2)),
+            &audit("password.reset.request", at(2)),
+        )
+        .await
+        .unwrap();
+    let notice = outbox_mail(Some(ann.id), at(3));
+    let revoked = store
+        .reset_password(
+            ann.id,
+            NEW_HASH,
+            at(3),
+            Some(&notice),
+            &audit("password.reset", at(3)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(revoked), ids([one.id, two.id]));
+    assert_eq!(status_of(&*store, one.id).await, SessionStatus::Revoked);
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(NEW_HASH)
+    );
+    assert_eq!(store.pending_mail().await.unwrap(), 2);
+    // The outstanding reset code died with the reset.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, CodePurpose::PasswordReset, b"code", at(4), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    let (events, _) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("password.reset".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+}

@@ -7,6 +7,7 @@ use gatehouse_core::config::{
     AuditConfig, CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SecretsConfig,
     SessionConfig, redact, secret_opt,
 };
+use gatehouse_core::mail::MailConfig;
 use gatehouse_core::ratelimit::RateLimitConfig;
 use gatehouse_domain::Secret;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub rate_limit: RateLimitConfig,
     pub audit: AuditConfig,
+    pub mail: MailConfig,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -290,6 +293,10 @@ impl Config {
             secrets: self.secrets.clone(),
             rate_limit: self.rate_limit.clone(),
             audit: self.audit.clone(),
+            mail: MailConfig {
+                public_url: self.public_url.clone(),
+                ..self.mail.clone()
+            },
         }
     }
 
@@ -389,6 +396,12 @@ impl Config {
         if let Err(e) = gatehouse_http::TrustedProxies::parse(&self.trusted_proxies) {
             return bad("trusted_proxies", &e);
         }
+        if self.mail.smtp_url.is_some() && self.public_url == Config::default().public_url {
+            return bad(
+                "public_url",
+                "must be set when mail.smtp_url is: links in mail are built from it alone",
+            );
+        }
         self.core()
             .validate()
             .map_err(|(k, m)| ConfigError(format!("invalid configuration at `{k}`: {m}")))
@@ -483,6 +496,31 @@ mod tests {
         c.validate().unwrap();
         let shown = serde_json::to_string(&c).unwrap();
         assert!(!shown.contains(TEST_KEY), "{shown}");
+    }
+
+    #[test]
+    fn mail_settings_are_checked() {
+        let mut c = Config::default();
+        c.mail.smtp_url = Some(Secret::new("http://mail.example.com"));
+        c.public_url = "https://id.example.com".into();
+        assert!(c.validate().unwrap_err().0.contains("mail.smtp_url"));
+        c.mail.smtp_url = Some(Secret::new(
+            "smtp://user:hunter2@mail.example.com:587?tls=required",
+        ));
+        c.validate().unwrap();
+        // Links in mail are built from public_url alone: SMTP needs it set.
+        c.public_url = Config::default().public_url;
+        assert!(c.validate().unwrap_err().0.contains("public_url"));
+        let mut c = Config::default();
+        c.mail.from = "not an address".into();
+        assert!(c.validate().unwrap_err().0.contains("mail.from"));
+        let mut c = Config::default();
+        c.mail.language = "fr".into();
+        assert!(c.validate().unwrap_err().0.contains("mail.language"));
+        let mut c = Config::default();
+        c.mail.smtp_url = Some(Secret::new("smtp://user:hunter2@mail.example.com"));
+        let shown = format!("{:?} {}", c, serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("hunter2"));
     }
 
     #[test]

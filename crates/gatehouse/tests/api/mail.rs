@@ -1,0 +1,255 @@
+//! Mail: password reset by e-mail through the outbox, against a real SMTP server
+//! (aiosmtpd) and the file adapter, on both backends.
+
+use crate::backend_tests;
+use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app_with};
+use crate::smtp::{Smtp, code_in, header, text_part};
+use gatehouse_domain::Secret;
+use gatehouse_domain::model::{AuditFilter, Page};
+use serde_json::{Value, json};
+
+const NEW_PASSWORD: &str = "Another-horse-staple-7";
+
+async fn smtp_app(b: Backend, smtp: &Smtp) -> TestApp {
+    let url = smtp.url();
+    spawn_app_with(b, move |c| {
+        c.public_url = "https://id.example.test".into();
+        c.mail.smtp_url = Some(Secret::new(url));
+        c.lockout.max_failures = 3;
+    })
+    .await
+}
+
+async fn forgot(app: &TestApp, identifier: &str) -> reqwest::Response {
+    browser()
+        .post(app.url("/api/v1/auth/password/forgot"))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "http")
+        .json(&json!({ "identifier": identifier }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn reset(app: &TestApp, identifier: &str, code: &str) -> crate::helpers::Reply {
+    app.post(
+        "/api/v1/auth/password/reset",
+        json!({ "identifier": identifier, "code": code, "newPassword": NEW_PASSWORD }),
+    )
+    .await
+}
+
+/// Unknown and known identifiers get the same status, body (but the request id) and headers.
+async fn forgot_answers_alike_for_known_and_unknown(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    app.user("known@example.com").await;
+    let mut answers = Vec::new();
+    for who in ["known@example.com", "nobody@example.com"] {
+        let res = forgot(&app, who).await;
+        let status = res.status();
+        let mut names: Vec<String> = res.headers().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        let mut body: Value = res.json().await.unwrap();
+        body.as_object_mut().unwrap().remove("requestId");
+        answers.push((status, names, body));
+    }
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(answers[0], answers[1]);
+    // Only the known account got a mail.
+    wait_codes(&app, 1).await;
+    assert_eq!(app.svc.send_due_mail().await.unwrap(), 0);
+    assert_eq!(file_codes(&app).len(), 1);
+}
+
+/// The whole reset over real SMTP: the mail carries a code and a link built from
+/// `public_url` (never the request's Host), the code resets the password once, every
+/// session and refresh token is revoked, the lockout is lifted, and a notice follows.
+async fn reset_over_smtp_revokes_sessions_and_notifies(b: Backend) {
+    let Some(smtp) = Smtp::start() else { return };
+    let app = smtp_app(b, &smtp).await;
+    app.user("alice@example.com").await;
+    let (access, refresh) = app.tokens("alice@example.com").await;
+    // Lock the account with wrong passwords.
+    for _ in 0..3 {
+        app.login("alice@example.com", "wrong-password-1").await;
+    }
+    app.login("alice@example.com", PASSWORD)
+        .await
+        .expect(423, "ACCOUNT_LOCKED");
+
+    assert_eq!(forgot(&app, "alice@example.com").await.status(), 200);
+    let mails = smtp.wait_for(1).await;
+    let mail = &mails[0];
+    assert!(header(mail, "To").unwrap().contains("alice@example.com"));
+    let text = text_part(mail);
+    let code = code_in(mail);
+    assert!(
+        text.contains(&format!(
+            "https://id.example.test/password/reset?identifier=alice%40example.com&code={code}"
+        )),
+        "{text}"
+    );
+    assert!(!mail.contains("evil.example"));
+    assert!(text.contains("30 minutes"));
+
+    reset(&app, "alice@example.com", &code)
+        .await
+        .expect(200, "OK");
+    // Single use.
+    reset(&app, "alice@example.com", &code)
+        .await
+        .expect(400, "RESET_CODE_INVALID");
+    // Sessions and refresh tokens are gone; the lockout is lifted; the new password works.
+    app.get_auth("/api/v1/auth/me", &access)
+        .await
+        .expect(401, "TOKEN_REVOKED");
+    let r = app
+        .post("/api/v1/auth/refresh", json!({ "refreshToken": refresh }))
+        .await;
+    assert_eq!(r.status, 401);
+    app.login("alice@example.com", PASSWORD)
+        .await
+        .expect(401, "INVALID_CREDENTIALS");
+    app.login("alice@example.com", NEW_PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(mails.len(), 2);
+    let notice = mails.iter().find(|m| !m.contains(&code)).unwrap();
+    assert!(text_part(notice).contains("password of your account was just changed"));
+
+    // Neither the code nor the link is in the audit trail.
+    let events = app
+        .svc
+        .store
+        .list_audit(
+            &AuditFilter::default(),
+            Page {
+                page: 1,
+                page_size: 200,
+            },
+        )
+        .await
+        .unwrap();
+    let dump = format!("{:?}", events.items);
+    assert!(dump.contains("password.reset"));
+    assert!(!dump.contains(&code) && !dump.contains("/password/reset?"));
+    // Sent rows keep no body.
+    assert_eq!(app.svc.store.pending_mail().await.unwrap(), 0);
+}
+
+/// SMTP down: the request still answers 200 at once; the mail waits in the outbox, is
+/// retried after the backoff, and arrives exactly once when SMTP is back.
+async fn smtp_down_then_back_delivers_exactly_once(b: Backend) {
+    let Some(mut smtp) = Smtp::reserve() else {
+        return;
+    };
+    let app = smtp_app(b, &smtp).await;
+    app.user("bob@example.com").await;
+    assert_eq!(forgot(&app, "bob@example.com").await.status(), 200);
+    // The first delivery fails and is scheduled for a retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.svc.metrics.get("gatehouse_mail_retries_total", &[]) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no failed attempt");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.svc.store.pending_mail().await.unwrap(), 1);
+    smtp.up();
+    // Not due yet: a pass now sends nothing.
+    assert_eq!(app.svc.send_due_mail().await.unwrap(), 0);
+    app.advance(app.config.mail.retry_initial_seconds);
+    app.svc.mail.wake();
+    let mails = smtp.wait_for(1).await;
+    let code = code_in(&mails[0]);
+    // Nothing is left to send, and a second pass sends nothing more.
+    assert_eq!(app.svc.send_due_mail().await.unwrap(), 0);
+    assert_eq!(app.svc.store.pending_mail().await.unwrap(), 0);
+    assert_eq!(smtp.messages().len(), 1);
+    reset(&app, "bob@example.com", &code)
+        .await
+        .expect(200, "OK");
+}
+
+/// Reads the codes the file adapter wrote, oldest first.
+fn file_codes(app: &TestApp) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(&app.config.mail.file_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter(|m| m.contains("Reset your password"))
+        .map(|m| code_in(&m))
+        .collect()
+}
+
+async fn wait_codes(app: &TestApp, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let codes = file_codes(app);
+        if codes.len() >= n {
+            return codes;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mail file");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The file adapter (no SMTP configured): a new request supersedes the old code; five
+/// wrong attempts kill a code; a code expires after 30 minutes (injected clock); wrong
+/// codes count toward nothing else (the password still signs in).
+async fn codes_are_superseded_limited_and_expire(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    app.user("carol@example.com").await;
+    let who = "carol@example.com";
+
+    forgot(&app, who).await;
+    let first = wait_codes(&app, 1).await[0].clone();
+    app.advance(1);
+    forgot(&app, who).await;
+    let second = wait_codes(&app, 2).await[1].clone();
+    assert_ne!(first, second);
+    reset(&app, who, &first)
+        .await
+        .expect(400, "RESET_CODE_INVALID");
+
+    // Five wrong attempts, then even the right code is refused.
+    for _ in 0..5 {
+        reset(&app, who, "AAAAAAAA")
+            .await
+            .expect(400, "RESET_CODE_INVALID");
+    }
+    reset(&app, who, &second)
+        .await
+        .expect(400, "RESET_CODE_INVALID");
+    app.login(who, PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+
+    // Expiry.
+    forgot(&app, who).await;
+    let third = wait_codes(&app, 3).await[2].clone();
+    app.advance(31 * 60);
+    reset(&app, who, &third)
+        .await
+        .expect(400, "RESET_CODE_INVALID");
+
+    // An unknown account gets the same refusal as a wrong code.
+    reset(&app, "nobody@example.com", &third)
+        .await
+        .expect(400, "RESET_CODE_INVALID");
+    // A fresh code still works.
+    forgot(&app, who).await;
+    let fourth = wait_codes(&app, 4).await[3].clone();
+    reset(&app, who, &fourth).await.expect(200, "OK");
+}
+
+backend_tests!(
+    forgot_answers_alike_for_known_and_unknown,
+    reset_over_smtp_revokes_sessions_and_notifies,
+    smtp_down_then_back_delivers_exactly_once,
+    codes_are_superseded_limited_and_expire,
+);
