@@ -26,6 +26,9 @@ pub struct InstanceSettings {
     pub allow_registration: bool,
     pub mfa_policy: MfaPolicy,
     pub single_session: bool,
+    /// Self-registered accounts confirm their e-mail address (a mailed code) before their
+    /// first sign-in completes.
+    pub require_email_verification: bool,
 }
 
 impl Default for InstanceSettings {
@@ -35,6 +38,7 @@ impl Default for InstanceSettings {
             allow_registration: false,
             mfa_policy: MfaPolicy::Optional,
             single_session: false,
+            require_email_verification: false,
         }
     }
 }
@@ -99,6 +103,18 @@ impl Service {
         input: CreateUser,
         meta: &RequestMeta,
     ) -> Result<Account, AppError> {
+        let new = self.prepare_account(input).await?;
+        let account = new.account.clone();
+        let audit = event(meta, account.created_at, "admin.user.create", "success")
+            .actor(actor)
+            .target(Some(account.id))
+            .details(serde_json::json!({ "email": account.email, "roles": account.roles }));
+        self.store.create_account(&new, &audit).await?;
+        Ok(account)
+    }
+
+    /// Validates a new account (every bad field named), checks and hashes its password.
+    pub(crate) async fn prepare_account(&self, input: CreateUser) -> Result<NewAccount, AppError> {
         let mut errors = Vec::new();
         let email = Email::parse(&input.email);
         if email.is_none() {
@@ -175,20 +191,10 @@ impl Service {
             updated_at: now,
             last_login_at: None,
         };
-        let audit = event(meta, now, "admin.user.create", "success")
-            .actor(actor)
-            .target(Some(account.id))
-            .details(serde_json::json!({ "email": account.email, "roles": account.roles }));
-        self.store
-            .create_account(
-                &NewAccount {
-                    account: account.clone(),
-                    password_hash,
-                },
-                &audit,
-            )
-            .await?;
-        Ok(account)
+        Ok(NewAccount {
+            account,
+            password_hash,
+        })
     }
 
     /// Self-registration (`allowRegistration`): creates an ordinary account. A taken email
@@ -205,6 +211,16 @@ impl Service {
             ..input
         };
         let now = self.now();
+        if self.instance_settings().await?.require_email_verification {
+            return match self.register_unverified(input, meta).await {
+                Err(e) if e.code == Code::CONFLICT => {
+                    self.audit(event(meta, now, "register", "failure").reason("CONFLICT"))
+                        .await;
+                    Ok(())
+                }
+                other => other,
+            };
+        }
         match self.create_user(None, input, meta).await {
             Ok(a) => {
                 self.audit(
@@ -399,6 +415,7 @@ pub struct SettingsPatch {
     pub allow_registration: Option<bool>,
     pub mfa_policy: Option<String>,
     pub single_session: Option<bool>,
+    pub require_email_verification: Option<bool>,
 }
 
 impl Service {
@@ -440,6 +457,9 @@ impl Service {
         }
         if let Some(v) = patch.single_session {
             s.single_session = v;
+        }
+        if let Some(v) = patch.require_email_verification {
+            s.require_email_verification = v;
         }
         let value =
             serde_json::to_value(&s).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;

@@ -2,7 +2,7 @@
 //! verification, e-mail change), and the store port that keeps them.
 
 use crate::model::AuditEvent;
-use crate::ports::StoreResult;
+use crate::ports::{NewAccount, StoreResult};
 use crate::{Id, Timestamp};
 use async_trait::async_trait;
 
@@ -149,4 +149,28 @@ pub trait MailStore: Send + Sync {
         notice: Option<&OutboxMail>,
         audit: &AuditEvent,
     ) -> StoreResult<Vec<Id>>;
+    /// Creates a self-registered account whose e-mail is not confirmed yet, with its
+    /// confirmation code, the mail carrying it and the audit row, in one transaction.
+    /// `Conflict` if the email or username is taken.
+    async fn create_unverified_account(
+        &self,
+        new: &NewAccount,
+        code: &NewEmailCode,
+        mail: &OutboxMail,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// `true` while the account's e-mail address awaits confirmation.
+    async fn email_unverified(&self, account_id: Id) -> StoreResult<bool>;
+    /// Presents a confirmation code (as [`MailStore::check_email_code`]); when it is
+    /// right, the address is confirmed and `audit` written in the same transaction.
+    async fn verify_email(
+        &self,
+        account_id: Id,
+        code_hash: &[u8],
+        now: Timestamp,
+        max_attempts: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<CodeCheck>;
+    /// Marks the address confirmed (admin), with the audit row. `false` if it already was.
+    async fn mark_email_verified(&self, account_id: Id, audit: &AuditEvent) -> StoreResult<bool>;
 }

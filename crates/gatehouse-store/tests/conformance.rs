@@ -3045,6 +3045,9 @@ conformance! {
     case_reset_password_revokes_everything_and_queues_the_notice =>
         reset_password_revokes_everything_and_queues_the_notice_sqlite,
         reset_password_revokes_everything_and_queues_the_notice_postgres;
+    case_unverified_accounts_confirm_by_code_or_admin =>
+        unverified_accounts_confirm_by_code_or_admin_sqlite,
+        unverified_accounts_confirm_by_code_or_admin_postgres;
 }
 
 use gatehouse_domain::mail::{CodeCheck, CodePurpose, NewEmailCode, OutboxMail};
@@ -3346,4 +3349,80 @@ async fn case_reset_password_revokes_everything_and_queues_the_notice(store: Arc
     )
     .await;
     assert_eq!(events.len(), 1);
+}
+
+async fn case_unverified_accounts_confirm_by_code_or_admin(store: Arc<dyn Store>) {
+    let ann = account("ann@example.com", Some("ann"), at(0));
+    let new = NewAccount {
+        account: ann.clone(),
+        password_hash: Some(HASH.into()),
+    };
+    let verify = CodePurpose::VerifyEmail;
+    store
+        .create_unverified_account(
+            &new,
+            &email_code(ann.id, verify, b"code", at(0)),
+            &outbox_mail(Some(ann.id), at(0)),
+            &audit("register", at(0)),
+        )
+        .await
+        .unwrap();
+    // One transaction: account, password, mark, code and mail.
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(HASH)
+    );
+    assert!(store.email_unverified(ann.id).await.unwrap());
+    assert_eq!(store.pending_mail().await.unwrap(), 1);
+    // A taken email is a conflict and leaves nothing behind.
+    let twin = NewAccount {
+        account: account("ann@example.com", None, at(1)),
+        password_hash: None,
+    };
+    let taken = store
+        .create_unverified_account(
+            &twin,
+            &email_code(twin.account.id, verify, b"x", at(1)),
+            &outbox_mail(None, at(1)),
+            &audit("register", at(1)),
+        )
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)));
+    assert_eq!(store.pending_mail().await.unwrap(), 1);
+    // A wrong code confirms nothing; the right one confirms with its audit row.
+    let done = audit("email.verify", at(2));
+    assert_eq!(
+        store
+            .verify_email(ann.id, b"nope", at(2), 5, &done)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { left: 4 }
+    );
+    assert!(store.email_unverified(ann.id).await.unwrap());
+    assert_eq!(
+        store
+            .verify_email(ann.id, b"code", at(2), 5, &done)
+            .await
+            .unwrap(),
+        CodeCheck::Spent { new_email: None }
+    );
+    assert!(!store.email_unverified(ann.id).await.unwrap());
+    let (events, _) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("email.verify".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    // Other accounts count as confirmed; marking one confirmed is a no-op.
+    let bob = seed(&*store, "bob").await;
+    assert!(!store.email_unverified(bob.id).await.unwrap());
+    assert!(
+        !store
+            .mark_email_verified(bob.id, &audit("admin.email.verify", at(3)))
+            .await
+            .unwrap()
+    );
 }

@@ -6,6 +6,7 @@ mod config;
 pub mod reset;
 mod sender;
 pub mod templates;
+mod verify;
 
 pub use config::MailConfig;
 pub use sender::MailRuntime;

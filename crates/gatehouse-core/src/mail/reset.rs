@@ -67,7 +67,7 @@ fn query_value(v: &str) -> String {
 }
 
 fn invalid_code() -> AppError {
-    AppError::new(Code::RESET_CODE_INVALID)
+    AppError::new(Code::EMAIL_CODE_INVALID)
 }
 
 impl Service {
@@ -198,7 +198,7 @@ impl Service {
             self.audit(
                 event(meta, now, "password.reset", "failure")
                     .target(Some(account.id))
-                    .reason("RESET_CODE_INVALID"),
+                    .reason("EMAIL_CODE_INVALID"),
             )
             .await;
             return Err(invalid_code());

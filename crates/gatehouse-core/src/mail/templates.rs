@@ -8,6 +8,7 @@ use gatehouse_domain::Locale;
 pub enum Kind {
     PasswordReset,
     PasswordChanged,
+    VerifyEmail,
 }
 
 impl Kind {
@@ -16,6 +17,7 @@ impl Kind {
         match self {
             Kind::PasswordReset => "password_reset",
             Kind::PasswordChanged => "notice.password_changed",
+            Kind::VerifyEmail => "verify_email",
         }
     }
 }
@@ -77,6 +79,27 @@ fn texts(kind: Kind, l: Locale) -> Texts {
             action: "Nhập mã này trên trang đặt lại mật khẩu, hoặc mở liên kết:",
             expiry: "Mã có hiệu lực trong {minutes} phút và chỉ dùng được một lần.",
             not_you: "Nếu không phải bạn, hãy bỏ qua thư này: mật khẩu của bạn vẫn giữ nguyên.",
+        },
+        (Kind::VerifyEmail, Locale::En) => Texts {
+            subject: "Confirm your e-mail address",
+            intro: "Confirm that this address belongs to your new account.",
+            action: "Enter this code when you sign in, or open the link:",
+            expiry: "The code is valid for {minutes} minutes and can be used once.",
+            not_you: "If you did not create an account, ignore this message.",
+        },
+        (Kind::VerifyEmail, Locale::ZhCn) => Texts {
+            subject: "确认您的邮箱地址",
+            intro: "请确认此邮箱地址属于您的新账户。",
+            action: "登录时请输入以下验证码，或打开链接：",
+            expiry: "验证码 {minutes} 分钟内有效，只能使用一次。",
+            not_you: "如果您没有注册账户，请忽略此邮件。",
+        },
+        (Kind::VerifyEmail, Locale::Vi) => Texts {
+            subject: "Xác nhận địa chỉ email",
+            intro: "Hãy xác nhận địa chỉ này thuộc về tài khoản mới của bạn.",
+            action: "Nhập mã này khi đăng nhập, hoặc mở liên kết:",
+            expiry: "Mã có hiệu lực trong {minutes} phút và chỉ dùng được một lần.",
+            not_you: "Nếu bạn không tạo tài khoản, hãy bỏ qua thư này.",
         },
         (Kind::PasswordChanged, Locale::En) => Texts {
             subject: "Your password was changed",

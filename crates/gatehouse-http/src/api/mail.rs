@@ -1,16 +1,18 @@
 //! Mail routes: password reset by e-mail (`forgot` queues a code, `reset` spends it).
 
-use super::meta;
+use super::{login_response, meta};
 use crate::AppState;
-use crate::body::{Fields, JsonBody};
+use crate::auth_extract::{RequirePermission, perm};
+use crate::body::{Fields, JsonBody, path_id};
 use crate::envelope::{ApiResult, ok};
-use crate::openapi::{RouteDoc, Routes};
-use axum::extract::State;
+use crate::openapi::{RouteDoc, Routes, Security};
+use axum::extract::{Path, State};
 use axum::routing::post;
 use gatehouse_domain::Code;
 use serde_json::Value;
 
 const AUTH: &str = "auth";
+const ADMIN: &str = "admin";
 
 /// The mail routes.
 pub fn routes() -> Routes {
@@ -36,7 +38,7 @@ pub fn routes() -> Routes {
                     ("code", "string", true),
                     ("newPassword", "string", true),
                 ],
-                codes: &[C::OK, C::RESET_CODE_INVALID, C::PASSWORD_POLICY_VIOLATION],
+                codes: &[C::OK, C::EMAIL_CODE_INVALID, C::PASSWORD_POLICY_VIOLATION],
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/auth/password/reset",
@@ -46,6 +48,111 @@ pub fn routes() -> Routes {
             },
             post(reset),
         )
+        .at(
+            RouteDoc {
+                body: &[("challengeToken", "string", true), ("code", "string", true)],
+                codes: &[
+                    C::AUTH_LOGIN_SUCCESS,
+                    C::AUTH_PASSWORD_CHANGE_REQUIRED,
+                    C::AUTH_MFA_ENROLLMENT_REQUIRED,
+                    C::EMAIL_CODE_INVALID,
+                    C::CHALLENGE_INVALID,
+                    C::ACCOUNT_DISABLED,
+                    C::WORKSPACE_DISABLED,
+                    C::MEMBER_DISABLED,
+                    C::PERMISSION_REQUIRED,
+                    C::JWT_KEY_NOT_CONFIGURED,
+                ],
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/auth/login/email/verify",
+                    AUTH,
+                    "Login step verify_email: the code mailed at registration confirms the address",
+                )
+            },
+            post(login_verify_email),
+        )
+        .at(
+            RouteDoc {
+                body: &[("challengeToken", "string", true)],
+                codes: &[C::OK, C::CHALLENGE_INVALID, C::ACCOUNT_DISABLED],
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/auth/login/email/resend",
+                    AUTH,
+                    "Login step verify_email: mail a new code (the previous one stops working)",
+                )
+            },
+            post(login_resend_email),
+        )
+        .at(
+            RouteDoc {
+                security: Security::Admin,
+                codes: &[C::OK, C::NOT_FOUND, C::CONFLICT],
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/admin/users/{id}/email/resend-verification",
+                    ADMIN,
+                    "Mail a new confirmation code (users:write); CONFLICT if the address is confirmed",
+                )
+            },
+            post(admin_resend),
+        )
+        .at(
+            RouteDoc {
+                security: Security::Admin,
+                codes: &[C::OK, C::NOT_FOUND, C::CONFLICT],
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/admin/users/{id}/email/verify",
+                    ADMIN,
+                    "Mark the e-mail address confirmed (users:write); CONFLICT if it already is",
+                )
+            },
+            post(admin_verify),
+        )
+}
+
+async fn login_verify_email(State(s): State<AppState>, body: JsonBody) -> ApiResult {
+    let mut f = Fields::new(body);
+    let challenge = f.req_str("challengeToken", 128);
+    let code = f.req_secret("code", 64);
+    f.finish()?;
+    let outcome = s
+        .svc
+        .complete_email_verification(&challenge, code.expose(), &meta())
+        .await?;
+    Ok(login_response(&s, outcome))
+}
+
+async fn login_resend_email(State(s): State<AppState>, body: JsonBody) -> ApiResult {
+    let mut f = Fields::new(body);
+    let challenge = f.req_str("challengeToken", 128);
+    f.finish()?;
+    s.svc.resend_email_verification(&challenge, &meta()).await?;
+    Ok(ok(Code::OK, Value::Null))
+}
+
+async fn admin_resend(
+    State(s): State<AppState>,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.svc
+        .admin_resend_verification(p.account_id, path_id(&id)?, &meta())
+        .await?;
+    Ok(ok(Code::OK, Value::Null))
+}
+
+async fn admin_verify(
+    State(s): State<AppState>,
+    RequirePermission(p, _): RequirePermission<perm::UsersWrite>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.svc
+        .admin_mark_email_verified(p.account_id, path_id(&id)?, &meta())
+        .await?;
+    Ok(ok(Code::OK, Value::Null))
 }
 
 async fn forgot(State(s): State<AppState>, body: JsonBody) -> ApiResult {

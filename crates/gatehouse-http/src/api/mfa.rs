@@ -240,6 +240,7 @@ pub fn routes() -> Routes {
                     ("allowRegistration", "boolean", false),
                     ("mfaPolicy", "string", false),
                     ("singleSession", "boolean", false),
+                    ("requireEmailVerification", "boolean", false),
                 ],
                 codes: &[C::OK],
                 ..RouteDoc::new(
@@ -414,6 +415,7 @@ async fn update_settings(
         allow_registration: f.opt_bool("allowRegistration"),
         mfa_policy: f.opt_str("mfaPolicy", 16),
         single_session: f.opt_bool("singleSession"),
+        require_email_verification: f.opt_bool("requireEmailVerification"),
     };
     f.finish()?;
     let settings = s

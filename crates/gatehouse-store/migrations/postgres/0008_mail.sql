@@ -40,3 +40,10 @@ CREATE TABLE email_code (
     used_at BIGINT
 );
 CREATE UNIQUE INDEX email_code_live ON email_code(account_id, purpose) WHERE status = 'PENDING';
+
+-- Accounts whose e-mail address is not confirmed yet (self-registered while the instance
+-- setting requireEmailVerification is on). Every other account counts as confirmed.
+CREATE TABLE email_unverified (
+    account_id UUID PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL
+);

@@ -1,7 +1,7 @@
 //! [`AccountStore`]: accounts and their global roles.
 
 use super::Adapter;
-use super::common::{Db, insert_audit, revoke_sessions_tx};
+use super::common::{Db, Tx, insert_audit, revoke_sessions_tx};
 use super::rows::{account_cols, account_row};
 use crate::dialect::Dialect;
 use crate::map_err;
@@ -29,44 +29,8 @@ async fn account_where(
 #[async_trait]
 impl AccountStore for Adapter {
     async fn create_account(&self, new: &NewAccount, audit: &AuditEvent) -> StoreResult<()> {
-        let a = &new.account;
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO account (id, email, username, display_name, status, \
-             must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(a.id)
-        .bind(&a.email)
-        .bind(&a.username)
-        .bind(&a.display_name)
-        .bind(a.status.as_str())
-        .bind(a.must_change_password)
-        .bind(a.created_at.millis())
-        .bind(a.updated_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        for role in &a.roles {
-            sqlx::query("INSERT INTO account_role (account_id, role) VALUES ($1, $2)")
-                .bind(a.id)
-                .bind(role)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        if let Some(hash) = &new.password_hash {
-            sqlx::query(
-                "INSERT INTO credential (id, account_id, type, secret, status, created_at, updated_at) \
-                 VALUES ($1, $2, 'PASSWORD', $3, 'ACTIVE', $4, $4)",
-            )
-            .bind(gatehouse_domain::ids::new_id())
-            .bind(a.id)
-            .bind(hash)
-            .bind(a.created_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
+        insert_account_tx(&mut tx, new).await.map_err(map_err)?;
         insert_audit(&mut tx, audit).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)
     }
@@ -215,4 +179,46 @@ impl AccountStore for Adapter {
         tx.commit().await.map_err(map_err)?;
         Ok(Some(account))
     }
+}
+
+/// Inserts the account, its roles and its first password inside `tx`.
+pub(super) async fn insert_account_tx(
+    tx: &mut Tx<'_>,
+    new: &NewAccount,
+) -> Result<(), sqlx::Error> {
+    let a = &new.account;
+    sqlx::query(
+        "INSERT INTO account (id, email, username, display_name, status, \
+             must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(a.id)
+    .bind(&a.email)
+    .bind(&a.username)
+    .bind(&a.display_name)
+    .bind(a.status.as_str())
+    .bind(a.must_change_password)
+    .bind(a.created_at.millis())
+    .bind(a.updated_at.millis())
+    .execute(&mut **tx)
+    .await?;
+    for role in &a.roles {
+        sqlx::query("INSERT INTO account_role (account_id, role) VALUES ($1, $2)")
+            .bind(a.id)
+            .bind(role)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(hash) = &new.password_hash {
+        sqlx::query(
+            "INSERT INTO credential (id, account_id, type, secret, status, created_at, updated_at) \
+                 VALUES ($1, $2, 'PASSWORD', $3, 'ACTIVE', $4, $4)",
+        )
+        .bind(gatehouse_domain::ids::new_id())
+        .bind(a.id)
+        .bind(hash)
+        .bind(a.created_at.millis())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

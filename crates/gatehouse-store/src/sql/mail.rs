@@ -1,6 +1,7 @@
 //! [`MailStore`]: the outbox and the single-use e-mail codes.
 
 use super::Adapter;
+use super::accounts::insert_account_tx;
 use super::common::{DbRow, Tx, insert_audit};
 use super::credentials::replace_password_tx;
 use crate::dialect::Dialect;
@@ -8,7 +9,7 @@ use crate::map_err;
 use async_trait::async_trait;
 use gatehouse_domain::mail::{CodeCheck, CodePurpose, MailStore, NewEmailCode, OutboxMail};
 use gatehouse_domain::model::AuditEvent;
-use gatehouse_domain::ports::StoreResult;
+use gatehouse_domain::ports::{NewAccount, StoreResult};
 use gatehouse_domain::{Id, Timestamp};
 use sqlx::Row as _;
 use subtle::ConstantTimeEq as _;
@@ -76,6 +77,92 @@ where
     .execute(exec)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Stores a code inside `tx`, superseding the account's live code of the same purpose.
+async fn insert_code_tx(tx: &mut Tx<'_>, code: &NewEmailCode) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_code SET status = 'SUPERSEDED' \
+             WHERE account_id = $1 AND purpose = $2 AND status = 'PENDING'",
+    )
+    .bind(code.account_id)
+    .bind(code.purpose.as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO email_code (id, account_id, purpose, code_hash, new_email, status, \
+             attempts, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, 'PENDING', 0, $6, $7)",
+    )
+    .bind(code.id)
+    .bind(code.account_id)
+    .bind(code.purpose.as_str())
+    .bind(&code.code_hash)
+    .bind(&code.new_email)
+    .bind(code.created_at.millis())
+    .bind(code.expires_at.millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Presents a code for the account's live code of `purpose` inside `tx` (see
+/// `MailStore::check_email_code`).
+async fn check_code_tx(
+    tx: &mut Tx<'_>,
+    account_id: Id,
+    purpose: CodePurpose,
+    code_hash: &[u8],
+    now: Timestamp,
+    max_attempts: i64,
+) -> Result<CodeCheck, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, code_hash, new_email, attempts FROM email_code \
+             WHERE account_id = $1 AND purpose = $2 AND status = 'PENDING' \
+             AND expires_at > $3{}",
+        Adapter::LOCK_ROWS
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(account_id)
+        .bind(purpose.as_str())
+        .bind(now.millis())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(CodeCheck::NoCode);
+    };
+    let id: Uuid = row.try_get("id")?;
+    let stored: Vec<u8> = row.try_get("code_hash")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    if attempts >= max_attempts {
+        return Ok(CodeCheck::NoCode);
+    }
+    let outcome = if bool::from(stored.as_slice().ct_eq(code_hash)) {
+        sqlx::query("UPDATE email_code SET status = 'USED', used_at = $1 WHERE id = $2")
+            .bind(now.millis())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        CodeCheck::Spent {
+            new_email: row.try_get("new_email")?,
+        }
+    } else {
+        let used = attempts + 1;
+        let status = if used >= max_attempts {
+            "EXHAUSTED"
+        } else {
+            "PENDING"
+        };
+        sqlx::query("UPDATE email_code SET attempts = $1, status = $2 WHERE id = $3")
+            .bind(used)
+            .bind(status)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        CodeCheck::Wrong {
+            left: max_attempts - used,
+        }
+    };
+    Ok(outcome)
 }
 
 #[async_trait]
@@ -193,29 +280,7 @@ impl MailStore for Adapter {
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        sqlx::query(
-            "UPDATE email_code SET status = 'SUPERSEDED' \
-             WHERE account_id = $1 AND purpose = $2 AND status = 'PENDING'",
-        )
-        .bind(code.account_id)
-        .bind(code.purpose.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO email_code (id, account_id, purpose, code_hash, new_email, status, \
-             attempts, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, 'PENDING', 0, $6, $7)",
-        )
-        .bind(code.id)
-        .bind(code.account_id)
-        .bind(code.purpose.as_str())
-        .bind(&code.code_hash)
-        .bind(&code.new_email)
-        .bind(code.created_at.millis())
-        .bind(code.expires_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        insert_code_tx(&mut tx, code).await.map_err(map_err)?;
         insert_mail_tx(&mut tx, mail).await.map_err(map_err)?;
         insert_audit(&mut tx, audit).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)
@@ -230,56 +295,9 @@ impl MailStore for Adapter {
         max_attempts: i64,
     ) -> StoreResult<CodeCheck> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        let sql = format!(
-            "SELECT id, code_hash, new_email, attempts FROM email_code \
-             WHERE account_id = $1 AND purpose = $2 AND status = 'PENDING' \
-             AND expires_at > $3{}",
-            Adapter::LOCK_ROWS
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account_id)
-            .bind(purpose.as_str())
-            .bind(now.millis())
-            .fetch_optional(&mut *tx)
+        let outcome = check_code_tx(&mut tx, account_id, purpose, code_hash, now, max_attempts)
             .await
             .map_err(map_err)?;
-        let Some(row) = row else {
-            return Ok(CodeCheck::NoCode);
-        };
-        let id: Uuid = row.try_get("id").map_err(map_err)?;
-        let stored: Vec<u8> = row.try_get("code_hash").map_err(map_err)?;
-        let attempts: i64 = row.try_get("attempts").map_err(map_err)?;
-        if attempts >= max_attempts {
-            return Ok(CodeCheck::NoCode);
-        }
-        let outcome = if bool::from(stored.as_slice().ct_eq(code_hash)) {
-            sqlx::query("UPDATE email_code SET status = 'USED', used_at = $1 WHERE id = $2")
-                .bind(now.millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            CodeCheck::Spent {
-                new_email: row.try_get("new_email").map_err(map_err)?,
-            }
-        } else {
-            let used = attempts + 1;
-            let status = if used >= max_attempts {
-                "EXHAUSTED"
-            } else {
-                "PENDING"
-            };
-            sqlx::query("UPDATE email_code SET attempts = $1, status = $2 WHERE id = $3")
-                .bind(used)
-                .bind(status)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            CodeCheck::Wrong {
-                left: max_attempts - used,
-            }
-        };
         tx.commit().await.map_err(map_err)?;
         Ok(outcome)
     }
@@ -312,5 +330,91 @@ impl MailStore for Adapter {
         insert_audit(&mut tx, audit).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(revoked)
+    }
+
+    async fn create_unverified_account(
+        &self,
+        new: &NewAccount,
+        code: &NewEmailCode,
+        mail: &OutboxMail,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await.map_err(map_err)?;
+        insert_account_tx(&mut tx, new).await.map_err(map_err)?;
+        sqlx::query("INSERT INTO email_unverified (account_id, created_at) VALUES ($1, $2)")
+            .bind(new.account.id)
+            .bind(new.account.created_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_code_tx(&mut tx, code).await.map_err(map_err)?;
+        insert_mail_tx(&mut tx, mail).await.map_err(map_err)?;
+        insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn email_unverified(&self, account_id: Id) -> StoreResult<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM email_unverified WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(self.reader())
+                .await
+                .map_err(map_err)?;
+        Ok(n > 0)
+    }
+
+    async fn verify_email(
+        &self,
+        account_id: Id,
+        code_hash: &[u8],
+        now: Timestamp,
+        max_attempts: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<CodeCheck> {
+        let mut tx = self.writer().begin().await.map_err(map_err)?;
+        let outcome = check_code_tx(
+            &mut tx,
+            account_id,
+            CodePurpose::VerifyEmail,
+            code_hash,
+            now,
+            max_attempts,
+        )
+        .await
+        .map_err(map_err)?;
+        if matches!(outcome, CodeCheck::Spent { .. }) {
+            sqlx::query("DELETE FROM email_unverified WHERE account_id = $1")
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
+
+    async fn mark_email_verified(&self, account_id: Id, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.writer().begin().await.map_err(map_err)?;
+        let done = sqlx::query("DELETE FROM email_unverified WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE email_code SET status = 'SUPERSEDED' \
+             WHERE account_id = $1 AND purpose = $2 AND status = 'PENDING'",
+        )
+        .bind(account_id)
+        .bind(CodePurpose::VerifyEmail.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 }

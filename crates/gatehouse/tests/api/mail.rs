@@ -99,7 +99,7 @@ async fn reset_over_smtp_revokes_sessions_and_notifies(b: Backend) {
     // Single use.
     reset(&app, "alice@example.com", &code)
         .await
-        .expect(400, "RESET_CODE_INVALID");
+        .expect(400, "EMAIL_CODE_INVALID");
     // Sessions and refresh tokens are gone; the lockout is lifted; the new password works.
     app.get_auth("/api/v1/auth/me", &access)
         .await
@@ -136,8 +136,17 @@ async fn reset_over_smtp_revokes_sessions_and_notifies(b: Backend) {
     let dump = format!("{:?}", events.items);
     assert!(dump.contains("password.reset"));
     assert!(!dump.contains(&code) && !dump.contains("/password/reset?"));
-    // Sent rows keep no body.
-    assert_eq!(app.svc.store.pending_mail().await.unwrap(), 0);
+    // Both rows end up marked sent.
+    wait_all_sent(&app).await;
+}
+
+/// Waits (up to 20 s) until the outbox holds nothing pending.
+async fn wait_all_sent(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.svc.store.pending_mail().await.unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never marked sent");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// SMTP down: the request still answers 200 at once; the mail waits in the outbox, is
@@ -163,9 +172,10 @@ async fn smtp_down_then_back_delivers_exactly_once(b: Backend) {
     app.svc.mail.wake();
     let mails = smtp.wait_for(1).await;
     let code = code_in(&mails[0]);
-    // Nothing is left to send, and a second pass sends nothing more.
+    // The sender marks it sent (just after the server took it); then nothing is left,
+    // and another pass sends nothing more.
+    wait_all_sent(&app).await;
     assert_eq!(app.svc.send_due_mail().await.unwrap(), 0);
-    assert_eq!(app.svc.store.pending_mail().await.unwrap(), 0);
     assert_eq!(smtp.messages().len(), 1);
     reset(&app, "bob@example.com", &code)
         .await
@@ -214,17 +224,17 @@ async fn codes_are_superseded_limited_and_expire(b: Backend) {
     assert_ne!(first, second);
     reset(&app, who, &first)
         .await
-        .expect(400, "RESET_CODE_INVALID");
+        .expect(400, "EMAIL_CODE_INVALID");
 
     // Five wrong attempts, then even the right code is refused.
     for _ in 0..5 {
         reset(&app, who, "AAAAAAAA")
             .await
-            .expect(400, "RESET_CODE_INVALID");
+            .expect(400, "EMAIL_CODE_INVALID");
     }
     reset(&app, who, &second)
         .await
-        .expect(400, "RESET_CODE_INVALID");
+        .expect(400, "EMAIL_CODE_INVALID");
     app.login(who, PASSWORD)
         .await
         .expect(200, "AUTH_LOGIN_SUCCESS");
@@ -235,16 +245,136 @@ async fn codes_are_superseded_limited_and_expire(b: Backend) {
     app.advance(31 * 60);
     reset(&app, who, &third)
         .await
-        .expect(400, "RESET_CODE_INVALID");
+        .expect(400, "EMAIL_CODE_INVALID");
 
     // An unknown account gets the same refusal as a wrong code.
     reset(&app, "nobody@example.com", &third)
         .await
-        .expect(400, "RESET_CODE_INVALID");
+        .expect(400, "EMAIL_CODE_INVALID");
     // A fresh code still works.
     forgot(&app, who).await;
     let fourth = wait_codes(&app, 4).await[3].clone();
     reset(&app, who, &fourth).await.expect(200, "OK");
+}
+
+async fn register(app: &TestApp, email: &str) {
+    let client = browser();
+    let csrf = app.csrf_for(&client).await;
+    let r = crate::helpers::Reply::of(
+        client
+            .post(app.url("/api/v1/auth/register"))
+            .header("X-CSRFToken", csrf)
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+}
+
+/// With `requireEmailVerification`, a self-registered account gets a code by mail and
+/// its sign-in owes `verify_email` only after the right password; a resent code
+/// supersedes the first; admins resend or mark the address confirmed.
+async fn registration_confirmation_gates_sign_in(b: Backend) {
+    let Some(smtp) = Smtp::start() else { return };
+    let app = smtp_app(b, &smtp).await;
+    let admin = app.admin_token().await;
+    let r = crate::helpers::Reply::of(
+        browser()
+            .patch(app.url("/api/v1/admin/settings"))
+            .bearer_auth(&admin)
+            .json(&json!({ "allowRegistration": true, "requireEmailVerification": true }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.expect(200, "OK")["requireEmailVerification"], true);
+
+    register(&app, "dave@example.com").await;
+    let mails = smtp.wait_for(1).await;
+    assert!(text_part(&mails[0]).contains("Confirm that this address"));
+    let first = code_in(&mails[0]);
+    assert!(text_part(&mails[0]).contains("https://id.example.test/auth/verify-email?code="));
+
+    // A wrong password says nothing about the address.
+    app.login("dave@example.com", "wrong-password-1")
+        .await
+        .expect(401, "INVALID_CREDENTIALS");
+    let r = app.login("dave@example.com", PASSWORD).await;
+    let data = r.expect(200, "EMAIL_NOT_VERIFIED").clone();
+    assert_eq!(data["nextAction"]["type"], "verify_email");
+    let challenge = data["challengeToken"].as_str().unwrap().to_string();
+
+    app.post(
+        "/api/v1/auth/login/email/resend",
+        json!({ "challengeToken": challenge }),
+    )
+    .await
+    .expect(200, "OK");
+    let mails = smtp.wait_for(2).await;
+    let second = mails
+        .iter()
+        .map(|m| code_in(m))
+        .find(|c| *c != first)
+        .unwrap();
+    let verify = |code: String| {
+        let challenge = challenge.clone();
+        let app = &app;
+        async move {
+            app.post(
+                "/api/v1/auth/login/email/verify",
+                json!({ "challengeToken": challenge, "code": code }),
+            )
+            .await
+        }
+    };
+    verify(first).await.expect(400, "EMAIL_CODE_INVALID");
+    verify(second.clone())
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+    // Single use, and no longer owed.
+    verify(second).await.expect(401, "CHALLENGE_INVALID");
+    app.login("dave@example.com", PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+
+    // Admin: mark confirmed; resend or mark again is a conflict.
+    register(&app, "erin@example.com").await;
+    smtp.wait_for(3).await;
+    let erin = app
+        .svc
+        .store
+        .account_by_email("erin@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let path = |what: &str| format!("/api/v1/admin/users/{}/email/{what}", erin.id);
+    app.post_auth(&path("resend-verification"), &admin, json!({}))
+        .await
+        .expect(200, "OK");
+    smtp.wait_for(4).await;
+    app.login("erin@example.com", PASSWORD)
+        .await
+        .expect(200, "EMAIL_NOT_VERIFIED");
+    app.post_auth(&path("verify"), &admin, json!({}))
+        .await
+        .expect(200, "OK");
+    app.post_auth(&path("verify"), &admin, json!({}))
+        .await
+        .expect(409, "CONFLICT");
+    app.post_auth(&path("resend-verification"), &admin, json!({}))
+        .await
+        .expect(409, "CONFLICT");
+    app.login("erin@example.com", PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+    // Accounts an admin creates are not gated.
+    app.user("frank@example.com").await;
+    app.login("frank@example.com", PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
 }
 
 backend_tests!(
@@ -252,4 +382,5 @@ backend_tests!(
     reset_over_smtp_revokes_sessions_and_notifies,
     smtp_down_then_back_delivers_exactly_once,
     codes_are_superseded_limited_and_expire,
+    registration_confirmation_gates_sign_in,
 );
