@@ -173,4 +173,17 @@ pub trait MailStore: Send + Sync {
     ) -> StoreResult<CodeCheck>;
     /// Marks the address confirmed (admin), with the audit row. `false` if it already was.
     async fn mark_email_verified(&self, account_id: Id, audit: &AuditEvent) -> StoreResult<bool>;
+    /// Presents an e-mail-change code; when it is right, the account's address becomes the
+    /// code's `new_email` (and counts as confirmed), `notice` (to the old address) is
+    /// queued and `audit` written, in one transaction. `Conflict`, and no change, if the
+    /// new address was taken meanwhile.
+    async fn change_email(
+        &self,
+        account_id: Id,
+        code_hash: &[u8],
+        now: Timestamp,
+        max_attempts: i64,
+        notice: &OutboxMail,
+        audit: &AuditEvent,
+    ) -> StoreResult<CodeCheck>;
 }

@@ -3048,6 +3048,9 @@ conformance! {
     case_unverified_accounts_confirm_by_code_or_admin =>
         unverified_accounts_confirm_by_code_or_admin_sqlite,
         unverified_accounts_confirm_by_code_or_admin_postgres;
+    case_change_email_switches_the_address_with_its_notice =>
+        change_email_switches_the_address_with_its_notice_sqlite,
+        change_email_switches_the_address_with_its_notice_postgres;
 }
 
 use gatehouse_domain::mail::{CodeCheck, CodePurpose, NewEmailCode, OutboxMail};
@@ -3424,5 +3427,73 @@ async fn case_unverified_accounts_confirm_by_code_or_admin(store: Arc<dyn Store>
             .mark_email_verified(bob.id, &audit("admin.email.verify", at(3)))
             .await
             .unwrap()
+    );
+}
+
+async fn case_change_email_switches_the_address_with_its_notice(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    seed(&*store, "bob").await;
+    let change = CodePurpose::ChangeEmail;
+    let put = |email: &str, hash: &'static [u8], t: Timestamp| NewEmailCode {
+        new_email: Some(email.into()),
+        ..email_code(ann.id, change, hash, t)
+    };
+    store
+        .create_email_code(
+            &put("bob@example.com", b"taken", at(0)),
+            &outbox_mail(Some(ann.id), at(0)),
+            &audit("email.change.request", at(0)),
+        )
+        .await
+        .unwrap();
+    let notice = outbox_mail(Some(ann.id), at(1));
+    let done = audit("email.change", at(1));
+    // The address was taken meanwhile: conflict, and nothing changes (the code lives on).
+    let taken = store
+        .change_email(ann.id, b"taken", at(1), 5, &notice, &done)
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)));
+    assert_eq!(store.pending_mail().await.unwrap(), 1);
+    store
+        .create_email_code(
+            &put("ann.new@example.com", b"code", at(2)),
+            &outbox_mail(Some(ann.id), at(2)),
+            &audit("email.change.request", at(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .change_email(ann.id, b"taken", at(3), 5, &notice, &done)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { left: 4 }
+    );
+    assert_eq!(
+        store
+            .change_email(ann.id, b"code", at(3), 5, &notice, &done)
+            .await
+            .unwrap(),
+        CodeCheck::Spent {
+            new_email: Some("ann.new@example.com".into())
+        }
+    );
+    let moved = store
+        .account_by_email("ann.new@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.id, ann.id);
+    assert!(
+        store
+            .account_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.pending_mail().await.unwrap(),
+        3,
+        "two codes and the notice"
     );
 }

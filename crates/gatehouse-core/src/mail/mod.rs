@@ -2,6 +2,7 @@
 //! and SMTP through lettre over rustls), the outbox sender that delivers queued messages
 //! with retries and backoff, templates, and the flows that send codes.
 
+mod change;
 mod config;
 pub mod reset;
 mod sender;

@@ -9,6 +9,8 @@ pub enum Kind {
     PasswordReset,
     PasswordChanged,
     VerifyEmail,
+    ChangeEmail,
+    EmailChanged,
 }
 
 impl Kind {
@@ -18,6 +20,8 @@ impl Kind {
             Kind::PasswordReset => "password_reset",
             Kind::PasswordChanged => "notice.password_changed",
             Kind::VerifyEmail => "verify_email",
+            Kind::ChangeEmail => "change_email",
+            Kind::EmailChanged => "notice.email_changed",
         }
     }
 }
@@ -100,6 +104,48 @@ fn texts(kind: Kind, l: Locale) -> Texts {
             action: "Nhập mã này khi đăng nhập, hoặc mở liên kết:",
             expiry: "Mã có hiệu lực trong {minutes} phút và chỉ dùng được một lần.",
             not_you: "Nếu bạn không tạo tài khoản, hãy bỏ qua thư này.",
+        },
+        (Kind::ChangeEmail, Locale::En) => Texts {
+            subject: "Confirm your new e-mail address",
+            intro: "Someone asked to use this address for their account.",
+            action: "Enter this code on the account page, or open the link while signed in:",
+            expiry: "The code is valid for {minutes} minutes and can be used once.",
+            not_you: "If this was not you, ignore this message: nothing changes.",
+        },
+        (Kind::ChangeEmail, Locale::ZhCn) => Texts {
+            subject: "确认您的新邮箱地址",
+            intro: "有人请求将此地址用于其账户。",
+            action: "请在账户页面输入以下验证码，或在登录状态下打开链接：",
+            expiry: "验证码 {minutes} 分钟内有效，只能使用一次。",
+            not_you: "如果这不是您本人的操作，请忽略此邮件：不会有任何更改。",
+        },
+        (Kind::ChangeEmail, Locale::Vi) => Texts {
+            subject: "Xác nhận địa chỉ email mới",
+            intro: "Có người đã yêu cầu dùng địa chỉ này cho tài khoản của họ.",
+            action: "Nhập mã này trên trang tài khoản, hoặc mở liên kết khi đã đăng nhập:",
+            expiry: "Mã có hiệu lực trong {minutes} phút và chỉ dùng được một lần.",
+            not_you: "Nếu không phải bạn, hãy bỏ qua thư này: không có gì thay đổi.",
+        },
+        (Kind::EmailChanged, Locale::En) => Texts {
+            subject: "Your e-mail address was changed",
+            intro: "The e-mail address of your account was just changed; mail now goes to the new address.",
+            action: "",
+            expiry: "",
+            not_you: "If this was not you, contact your administrator at once.",
+        },
+        (Kind::EmailChanged, Locale::ZhCn) => Texts {
+            subject: "您的邮箱地址已更改",
+            intro: "您账户的邮箱地址刚刚被更改，今后邮件将发送到新地址。",
+            action: "",
+            expiry: "",
+            not_you: "如果这不是您本人的操作，请立即联系管理员。",
+        },
+        (Kind::EmailChanged, Locale::Vi) => Texts {
+            subject: "Địa chỉ email của bạn đã được thay đổi",
+            intro: "Địa chỉ email của tài khoản bạn vừa được thay đổi; thư từ nay gửi đến địa chỉ mới.",
+            action: "",
+            expiry: "",
+            not_you: "Nếu không phải bạn, hãy liên hệ quản trị viên ngay.",
         },
         (Kind::PasswordChanged, Locale::En) => Texts {
             subject: "Your password was changed",

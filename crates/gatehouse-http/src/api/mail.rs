@@ -2,7 +2,7 @@
 
 use super::{login_response, meta};
 use crate::AppState;
-use crate::auth_extract::{RequirePermission, perm};
+use crate::auth_extract::{Auth, RequirePermission, perm};
 use crate::body::{Fields, JsonBody, path_id};
 use crate::envelope::{ApiResult, ok};
 use crate::openapi::{RouteDoc, Routes, Security};
@@ -111,6 +111,63 @@ pub fn routes() -> Routes {
             },
             post(admin_verify),
         )
+        .at(
+            RouteDoc {
+                security: Security::User,
+                body: &[("newEmail", "string", true), ("currentPassword", "string", true)],
+                codes: &[C::OK, C::INVALID_CREDENTIALS, C::ACCOUNT_LOCKED],
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/auth/email",
+                    AUTH,
+                    "Change the e-mail address: a code goes to the new address",
+                )
+            },
+            post(request_email_change),
+        )
+        .at(
+            RouteDoc {
+                security: Security::User,
+                body: &[("code", "string", true)],
+                codes: &[C::OK, C::EMAIL_CODE_INVALID, C::CONFLICT],
+                ..RouteDoc::new(
+                    "POST",
+                    "/api/v1/auth/email/confirm",
+                    AUTH,
+                    "Confirm the new address with its code; the old address gets a notice",
+                )
+            },
+            post(confirm_email_change),
+        )
+}
+
+async fn request_email_change(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    body: JsonBody,
+) -> ApiResult {
+    let mut f = Fields::new(body);
+    let email = f.req_str("newEmail", 320);
+    let current = f.req_secret("currentPassword", 4096);
+    f.finish()?;
+    s.svc
+        .request_email_change(&p, &email, &current, &meta())
+        .await?;
+    Ok(ok(Code::OK, Value::Null))
+}
+
+async fn confirm_email_change(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    body: JsonBody,
+) -> ApiResult {
+    let mut f = Fields::new(body);
+    let code = f.req_secret("code", 64);
+    f.finish()?;
+    s.svc
+        .confirm_email_change(&p, code.expose(), &meta())
+        .await?;
+    Ok(ok(Code::OK, Value::Null))
 }
 
 async fn login_verify_email(State(s): State<AppState>, body: JsonBody) -> ApiResult {

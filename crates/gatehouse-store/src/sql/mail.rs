@@ -417,4 +417,47 @@ impl MailStore for Adapter {
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
+
+    async fn change_email(
+        &self,
+        account_id: Id,
+        code_hash: &[u8],
+        now: Timestamp,
+        max_attempts: i64,
+        notice: &OutboxMail,
+        audit: &AuditEvent,
+    ) -> StoreResult<CodeCheck> {
+        let mut tx = self.writer().begin().await.map_err(map_err)?;
+        let outcome = check_code_tx(
+            &mut tx,
+            account_id,
+            CodePurpose::ChangeEmail,
+            code_hash,
+            now,
+            max_attempts,
+        )
+        .await
+        .map_err(map_err)?;
+        if let CodeCheck::Spent {
+            new_email: Some(email),
+        } = &outcome
+        {
+            sqlx::query("UPDATE account SET email = $1, updated_at = $2 WHERE id = $3")
+                .bind(email)
+                .bind(now.millis())
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query("DELETE FROM email_unverified WHERE account_id = $1")
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            insert_mail_tx(&mut tx, notice).await.map_err(map_err)?;
+            insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
 }

@@ -377,10 +377,77 @@ async fn registration_confirmation_gates_sign_in(b: Backend) {
         .expect(200, "AUTH_LOGIN_SUCCESS");
 }
 
+/// E-mail change: the current password is needed; the code goes to the new address only;
+/// confirming switches the address (sign-in by the new one) and notifies the old one.
+async fn email_change_mails_the_new_address_and_notifies_the_old(b: Backend) {
+    let Some(smtp) = Smtp::start() else { return };
+    let app = smtp_app(b, &smtp).await;
+    app.user("gina@example.com").await;
+    app.user("taken@example.com").await;
+    let (access, _) = app.tokens("gina@example.com").await;
+    let change = |email: &str, password: &str| {
+        app.post_auth(
+            "/api/v1/auth/email",
+            &access,
+            json!({ "newEmail": email, "currentPassword": password }),
+        )
+    };
+    change("gina.new@example.com", "wrong-password-1")
+        .await
+        .expect(401, "INVALID_CREDENTIALS");
+    change("gina.new@example.com", PASSWORD)
+        .await
+        .expect(200, "OK");
+    let mails = smtp.wait_for(1).await;
+    assert!(
+        header(&mails[0], "To")
+            .unwrap()
+            .contains("gina.new@example.com")
+    );
+    let code = code_in(&mails[0]);
+    let confirm = |code: &str| {
+        app.post_auth(
+            "/api/v1/auth/email/confirm",
+            &access,
+            json!({ "code": code }),
+        )
+    };
+    confirm("AAAAAAAA").await.expect(400, "EMAIL_CODE_INVALID");
+    confirm(&code).await.expect(200, "OK");
+    confirm(&code).await.expect(400, "EMAIL_CODE_INVALID");
+    let mails = smtp.wait_for(2).await;
+    let notice = mails.iter().find(|m| !m.contains(&code)).unwrap();
+    assert!(header(notice, "To").unwrap().contains("gina@example.com"));
+    assert!(text_part(notice).contains("e-mail address of your account was just changed"));
+    let me = app.get_auth("/api/v1/auth/me", &access).await;
+    assert_eq!(
+        me.expect(200, "OK")["account"]["email"],
+        "gina.new@example.com"
+    );
+    app.login("gina@example.com", PASSWORD)
+        .await
+        .expect(401, "INVALID_CREDENTIALS");
+    app.login("gina.new@example.com", PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+
+    // A taken address: the request answers alike; confirming is a conflict.
+    change("taken@example.com", PASSWORD)
+        .await
+        .expect(200, "OK");
+    let mails = smtp.wait_for(3).await;
+    let taken = mails
+        .iter()
+        .find(|m| header(m, "To").unwrap().contains("taken@example.com"))
+        .unwrap();
+    confirm(&code_in(taken)).await.expect(409, "CONFLICT");
+}
+
 backend_tests!(
     forgot_answers_alike_for_known_and_unknown,
     reset_over_smtp_revokes_sessions_and_notifies,
     smtp_down_then_back_delivers_exactly_once,
     codes_are_superseded_limited_and_expire,
     registration_confirmation_gates_sign_in,
+    email_change_mails_the_new_address_and_notifies_the_old,
 );
