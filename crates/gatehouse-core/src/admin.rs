@@ -29,6 +29,10 @@ pub struct InstanceSettings {
     /// Self-registered accounts confirm their e-mail address (a mailed code) before their
     /// first sign-in completes.
     pub require_email_verification: bool,
+    /// Mail "your password was changed" after every password change and reset.
+    pub notify_password_changed: bool,
+    /// Mail "your e-mail address was changed" to the old address.
+    pub notify_email_changed: bool,
 }
 
 impl Default for InstanceSettings {
@@ -39,6 +43,8 @@ impl Default for InstanceSettings {
             mfa_policy: MfaPolicy::Optional,
             single_session: false,
             require_email_verification: false,
+            notify_password_changed: true,
+            notify_email_changed: true,
         }
     }
 }
@@ -399,8 +405,7 @@ impl Service {
             .actor(actor)
             .target(Some(id));
         let revoked = self
-            .store
-            .change_password(id, &hash, None, self.now(), &audit)
+            .store_password(&account, &hash, None, self.now(), &audit)
             .await;
         self.account_changed(id);
         let revoked = revoked?;
@@ -416,6 +421,8 @@ pub struct SettingsPatch {
     pub mfa_policy: Option<String>,
     pub single_session: Option<bool>,
     pub require_email_verification: Option<bool>,
+    pub notify_password_changed: Option<bool>,
+    pub notify_email_changed: Option<bool>,
 }
 
 impl Service {
@@ -460,6 +467,12 @@ impl Service {
         }
         if let Some(v) = patch.require_email_verification {
             s.require_email_verification = v;
+        }
+        if let Some(v) = patch.notify_password_changed {
+            s.notify_password_changed = v;
+        }
+        if let Some(v) = patch.notify_email_changed {
+            s.notify_email_changed = v;
         }
         let value =
             serde_json::to_value(&s).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;

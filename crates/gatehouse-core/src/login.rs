@@ -580,8 +580,7 @@ impl Service {
             .actor(Some(account.id))
             .target(Some(account.id));
         let revoked = self
-            .store
-            .change_password(account.id, &hash, None, now, &audit)
+            .store_password(&account, &hash, None, now, &audit)
             .await;
         self.account_changed(account.id);
         let revoked = revoked?;

@@ -138,13 +138,15 @@ pub trait MailStore: Send + Sync {
         now: Timestamp,
         max_attempts: i64,
     ) -> StoreResult<CodeCheck>;
-    /// Sets a new password after a reset: replaces the password, revokes every session,
-    /// refresh token and trusted device, queues `notice`, writes the audit row, in one
+    /// Sets a new password (after a reset, or any change that notifies): replaces the
+    /// password, revokes every session except `keep`, every refresh token and trusted
+    /// device, ends outstanding reset codes, queues `notice`, writes the audit row, in one
     /// transaction; returns the revoked session ids.
     async fn reset_password(
         &self,
         account_id: Id,
         hash: &str,
+        keep: Option<Id>,
         now: Timestamp,
         notice: Option<&OutboxMail>,
         audit: &AuditEvent,
@@ -183,7 +185,7 @@ pub trait MailStore: Send + Sync {
         code_hash: &[u8],
         now: Timestamp,
         max_attempts: i64,
-        notice: &OutboxMail,
+        notice: Option<&OutboxMail>,
         audit: &AuditEvent,
     ) -> StoreResult<CodeCheck>;
 }

@@ -3322,6 +3322,7 @@ async fn case_reset_password_revokes_everything_and_queues_the_notice(store: Arc
         .reset_password(
             ann.id,
             NEW_HASH,
+            None,
             at(3),
             Some(&notice),
             &audit("password.reset", at(3)),
@@ -3450,7 +3451,7 @@ async fn case_change_email_switches_the_address_with_its_notice(store: Arc<dyn S
     let done = audit("email.change", at(1));
     // The address was taken meanwhile: conflict, and nothing changes (the code lives on).
     let taken = store
-        .change_email(ann.id, b"taken", at(1), 5, &notice, &done)
+        .change_email(ann.id, b"taken", at(1), 5, Some(&notice), &done)
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict)));
     assert_eq!(store.pending_mail().await.unwrap(), 1);
@@ -3464,14 +3465,14 @@ async fn case_change_email_switches_the_address_with_its_notice(store: Arc<dyn S
         .unwrap();
     assert_eq!(
         store
-            .change_email(ann.id, b"taken", at(3), 5, &notice, &done)
+            .change_email(ann.id, b"taken", at(3), 5, Some(&notice), &done)
             .await
             .unwrap(),
         CodeCheck::Wrong { left: 4 }
     );
     assert_eq!(
         store
-            .change_email(ann.id, b"code", at(3), 5, &notice, &done)
+            .change_email(ann.id, b"code", at(3), 5, Some(&notice), &done)
             .await
             .unwrap(),
         CodeCheck::Spent {

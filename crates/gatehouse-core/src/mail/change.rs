@@ -81,7 +81,11 @@ impl Service {
             return Err(Code::EMAIL_CODE_INVALID.into());
         };
         let now = self.now();
-        let notice = self.outbox_mail(&account, Kind::EmailChanged, &Vars::default(), now);
+        let notice = self
+            .instance_settings()
+            .await?
+            .notify_email_changed
+            .then(|| self.outbox_mail(&account, Kind::EmailChanged, &Vars::default(), now));
         let audit = event(meta, now, "email.change", "success")
             .actor(Some(account.id))
             .target(Some(account.id))
@@ -93,7 +97,7 @@ impl Service {
                 &code_hash(account.id, CodePurpose::ChangeEmail, &code),
                 now,
                 i64::from(self.cfg.mail.code_max_attempts),
-                &notice,
+                notice.as_ref(),
                 &audit,
             )
             .await;

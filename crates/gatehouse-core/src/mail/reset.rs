@@ -93,6 +93,32 @@ impl Service {
         }
     }
 
+    /// Stores a new password (revoking sessions but `keep`, trusted devices and reset
+    /// codes) with the "password changed" notice when the instance sends it, in one
+    /// transaction; returns the revoked session ids.
+    pub(crate) async fn store_password(
+        &self,
+        account: &Account,
+        hash: &str,
+        keep: Option<Id>,
+        now: Timestamp,
+        audit: &gatehouse_domain::model::AuditEvent,
+    ) -> Result<Vec<Id>, AppError> {
+        if !self.instance_settings().await?.notify_password_changed {
+            return Ok(self
+                .store
+                .change_password(account.id, hash, keep, now, audit)
+                .await?);
+        }
+        let notice = self.outbox_mail(account, Kind::PasswordChanged, &Vars::default(), now);
+        let revoked = self
+            .store
+            .reset_password(account.id, hash, keep, now, Some(&notice), audit)
+            .await?;
+        self.mail.wake();
+        Ok(revoked)
+    }
+
     async fn account_by_identifier(&self, ident: &Identifier) -> Result<Option<Account>, AppError> {
         Ok(match ident {
             Identifier::Email(e) => self.store.account_by_email(e.as_str()).await,
@@ -204,13 +230,24 @@ impl Service {
             return Err(invalid_code());
         }
         let password_hash = self.hasher.hash(new_password).await?;
-        let notice = self.outbox_mail(&account, Kind::PasswordChanged, &Vars::default(), now);
+        let notice = self
+            .instance_settings()
+            .await?
+            .notify_password_changed
+            .then(|| self.outbox_mail(&account, Kind::PasswordChanged, &Vars::default(), now));
         let audit = event(meta, now, "password.reset", "success")
             .actor(Some(account.id))
             .target(Some(account.id));
         let revoked = self
             .store
-            .reset_password(account.id, &password_hash, now, Some(&notice), &audit)
+            .reset_password(
+                account.id,
+                &password_hash,
+                None,
+                now,
+                notice.as_ref(),
+                &audit,
+            )
             .await;
         self.account_changed(account.id);
         let revoked = revoked?;

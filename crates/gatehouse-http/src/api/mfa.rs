@@ -241,6 +241,8 @@ pub fn routes() -> Routes {
                     ("mfaPolicy", "string", false),
                     ("singleSession", "boolean", false),
                     ("requireEmailVerification", "boolean", false),
+                    ("notifyPasswordChanged", "boolean", false),
+                    ("notifyEmailChanged", "boolean", false),
                 ],
                 codes: &[C::OK],
                 ..RouteDoc::new(
@@ -416,6 +418,8 @@ async fn update_settings(
         mfa_policy: f.opt_str("mfaPolicy", 16),
         single_session: f.opt_bool("singleSession"),
         require_email_verification: f.opt_bool("requireEmailVerification"),
+        notify_password_changed: f.opt_bool("notifyPasswordChanged"),
+        notify_email_changed: f.opt_bool("notifyEmailChanged"),
     };
     f.finish()?;
     let settings = s

@@ -306,12 +306,13 @@ impl MailStore for Adapter {
         &self,
         account_id: Id,
         hash: &str,
+        keep: Option<Id>,
         now: Timestamp,
         notice: Option<&OutboxMail>,
         audit: &AuditEvent,
     ) -> StoreResult<Vec<Id>> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        let revoked = replace_password_tx(&mut tx, account_id, hash, None, now)
+        let revoked = replace_password_tx(&mut tx, account_id, hash, keep, now)
             .await
             .map_err(map_err)?;
         // A reset ends every outstanding code of the account for resetting, too.
@@ -424,7 +425,7 @@ impl MailStore for Adapter {
         code_hash: &[u8],
         now: Timestamp,
         max_attempts: i64,
-        notice: &OutboxMail,
+        notice: Option<&OutboxMail>,
         audit: &AuditEvent,
     ) -> StoreResult<CodeCheck> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
@@ -454,7 +455,9 @@ impl MailStore for Adapter {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            insert_mail_tx(&mut tx, notice).await.map_err(map_err)?;
+            if let Some(mail) = notice {
+                insert_mail_tx(&mut tx, mail).await.map_err(map_err)?;
+            }
             insert_audit(&mut tx, audit).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;

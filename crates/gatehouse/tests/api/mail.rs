@@ -443,6 +443,55 @@ async fn email_change_mails_the_new_address_and_notifies_the_old(b: Backend) {
     confirm(&code_in(taken)).await.expect(409, "CONFLICT");
 }
 
+/// A signed-in password change mails the notice in the same transaction; with
+/// `notifyPasswordChanged` off, nothing is queued.
+async fn password_change_notice_follows_its_switch(b: Backend) {
+    let Some(smtp) = Smtp::start() else { return };
+    let app = smtp_app(b, &smtp).await;
+    let admin = app.admin_token().await;
+    app.user("hank@example.com").await;
+    let (access, _) = app.tokens("hank@example.com").await;
+    app.post_auth(
+        "/api/v1/auth/password",
+        &access,
+        json!({ "currentPassword": PASSWORD, "newPassword": NEW_PASSWORD }),
+    )
+    .await
+    .expect(200, "OK");
+    let mails = smtp.wait_for(1).await;
+    assert!(
+        header(&mails[0], "To")
+            .unwrap()
+            .contains("hank@example.com")
+    );
+    assert!(text_part(&mails[0]).contains("password of your account was just changed"));
+    wait_all_sent(&app).await;
+    let sent = app.svc.metrics.get("gatehouse_mail_sent_total", &[]);
+
+    let r = crate::helpers::Reply::of(
+        browser()
+            .patch(app.url("/api/v1/admin/settings"))
+            .bearer_auth(&admin)
+            .json(&json!({ "notifyPasswordChanged": false }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.expect(200, "OK")["notifyPasswordChanged"], false);
+    app.post_auth(
+        "/api/v1/auth/password",
+        &access,
+        json!({ "currentPassword": NEW_PASSWORD, "newPassword": PASSWORD }),
+    )
+    .await
+    .expect(200, "OK");
+    // Queued with the change or not at all: nothing waits and nothing more was sent.
+    assert_eq!(app.svc.store.pending_mail().await.unwrap(), 0);
+    assert_eq!(app.svc.metrics.get("gatehouse_mail_sent_total", &[]), sent);
+    assert_eq!(smtp.messages().len(), 1);
+}
+
 backend_tests!(
     forgot_answers_alike_for_known_and_unknown,
     reset_over_smtp_revokes_sessions_and_notifies,
@@ -450,4 +499,5 @@ backend_tests!(
     codes_are_superseded_limited_and_expire,
     registration_confirmation_gates_sign_in,
     email_change_mails_the_new_address_and_notifies_the_old,
+    password_change_notice_follows_its_switch,
 );
