@@ -6,6 +6,7 @@ mod account;
 mod form;
 mod html;
 mod login;
+mod mail;
 mod mfa;
 mod text;
 
@@ -165,6 +166,7 @@ pub fn routes() -> Routes {
             post(account::change_password),
         )
         .merge(mfa::routes())
+        .merge(mail::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.

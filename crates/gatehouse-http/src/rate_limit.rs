@@ -32,6 +32,7 @@ pub fn classify(method: &Method, path: &str) -> Class {
         "/api/v1/auth/recovery-codes",
         "/auth/login",
         "/account/password",
+        "/password",
         "/account/totp",
         "/account/recovery-codes",
     ];

@@ -243,8 +243,9 @@ pub(super) fn login_page(
         &on("password"),
     ));
     body.push_str(&format!(
-        r#"<button type="submit">{}</button></form></div>"#,
-        esc(t(T::SignInButton))
+        r#"<button type="submit">{}</button></form><p><a href="/password/forgot">{}</a></p></div>"#,
+        esc(t(T::SignInButton)),
+        esc(t(T::ForgotLink))
     ));
     let status = problem.as_ref().map(|p| p.status).unwrap_or(StatusCode::OK);
     let retry = problem.as_ref().and_then(|p| p.retry_after);

@@ -91,6 +91,15 @@ texts! {
     Decline => "Decline", "拒绝", "Từ chối";
     InvitationAccepted => "You joined the workspace. Sign in again to work in it.", "您已加入该工作区。请重新登录以在其中工作。", "Bạn đã tham gia không gian làm việc. Hãy đăng nhập lại để làm việc trong đó.";
     InvitationDeclined => "The invitation was declined.", "已拒绝该邀请。", "Đã từ chối lời mời.";
+    ForgotLink => "Forgot your password?", "忘记密码？", "Quên mật khẩu?";
+    ForgotTitle => "Forgot your password", "忘记密码", "Quên mật khẩu";
+    ForgotLead => "Enter your email or username and we will mail you a code to reset your password.", "输入您的邮箱或用户名，我们将通过邮件发送重置密码的验证码。", "Nhập email hoặc tên người dùng, chúng tôi sẽ gửi mã đặt lại mật khẩu qua email.";
+    SendCode => "Send code", "发送验证码", "Gửi mã";
+    ForgotSent => "If an account matches, a code is on its way to its email address.", "如果有匹配的账户，验证码已发送到其邮箱。", "Nếu có tài khoản phù hợp, mã đã được gửi đến email của tài khoản đó.";
+    ResetTitle => "Reset your password", "重置密码", "Đặt lại mật khẩu";
+    ResetLead => "Enter the code from the email and choose a new password.", "输入邮件中的验证码并设置新密码。", "Nhập mã trong email và chọn mật khẩu mới.";
+    ResetCode => "Code", "验证码", "Mã";
+    ResetDone => "Your password was reset and every session was signed out. Sign in with the new password.", "密码已重置，所有会话均已退出。请使用新密码登录。", "Đã đặt lại mật khẩu và mọi phiên đã bị đăng xuất. Hãy đăng nhập bằng mật khẩu mới.";
 }
 
 #[cfg(test)]

@@ -492,6 +492,84 @@ async fn password_change_notice_follows_its_switch(b: Backend) {
     assert_eq!(smtp.messages().len(), 1);
 }
 
+/// The value of hidden or prefilled input `name` in a page.
+fn input_value(body: &str, name: &str) -> String {
+    let at = body
+        .find(&format!(r#"name="{name}""#))
+        .unwrap_or_else(|| panic!("no {name} in {body}"));
+    let rest = &body[at..];
+    let start = rest.find(r#"value=""#).expect("a value") + 7;
+    rest[start..start + rest[start..].find('"').unwrap()].to_string()
+}
+
+/// The pages, without JavaScript: the sign-in page links to "forgot password", which
+/// queues a code; the mailed link opens the reset page with identifier and code filled
+/// in; submitting it sets the password.
+async fn reset_pages_work_without_javascript(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    app.user("ivy@example.com").await;
+    let client = browser();
+    let page = |path: &str| {
+        let client = client.clone();
+        let url = app.url(path);
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(
+        page("/auth/login")
+            .await
+            .contains(r#"href="/password/forgot""#)
+    );
+    let forgot = page("/password/forgot").await;
+    let res = client
+        .post(app.url("/password/forgot"))
+        .form(&[
+            ("identifier", "ivy@example.com"),
+            ("csrf_token", &input_value(&forgot, "csrf_token")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("If an account matches"));
+    let code = wait_codes(&app, 1).await[0].clone();
+
+    let reset = page(&format!(
+        "/password/reset?identifier=ivy%40example.com&code={code}"
+    ))
+    .await;
+    assert_eq!(input_value(&reset, "code"), code);
+    assert_eq!(input_value(&reset, "identifier"), "ivy@example.com");
+    let submit = |code: String, csrf: String| {
+        let client = client.clone();
+        let url = app.url("/password/reset");
+        async move {
+            let res = client
+                .post(url)
+                .form(&[
+                    ("identifier", "ivy@example.com"),
+                    ("code", code.as_str()),
+                    ("newPassword", NEW_PASSWORD),
+                    ("confirmPassword", NEW_PASSWORD),
+                    ("csrf_token", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    let csrf = input_value(&reset, "csrf_token");
+    let (status, body) = submit("AAAAAAAA".into(), csrf.clone()).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("The code is wrong or has expired"));
+    let (status, body) = submit(code, csrf).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Your password was reset"));
+    app.login("ivy@example.com", NEW_PASSWORD)
+        .await
+        .expect(200, "AUTH_LOGIN_SUCCESS");
+}
+
 backend_tests!(
     forgot_answers_alike_for_known_and_unknown,
     reset_over_smtp_revokes_sessions_and_notifies,
@@ -500,4 +578,5 @@ backend_tests!(
     registration_confirmation_gates_sign_in,
     email_change_mails_the_new_address_and_notifies_the_old,
     password_change_notice_follows_its_switch,
+    reset_pages_work_without_javascript,
 );
