@@ -264,10 +264,12 @@ impl MailStore for Adapter {
         Ok(done.rows_affected())
     }
 
+    // Through the writer: read-your-writes (a SQLite reader connection may still hold a
+    // snapshot from before the last commit).
     async fn pending_mail(&self) -> StoreResult<u64> {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM mail_outbox WHERE status = 'PENDING'")
-                .fetch_one(self.reader())
+                .fetch_one(self.writer())
                 .await
                 .map_err(map_err)?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -354,11 +356,12 @@ impl MailStore for Adapter {
         tx.commit().await.map_err(map_err)
     }
 
+    // Through the writer: the login step right after a confirmation must see it.
     async fn email_unverified(&self, account_id: Id) -> StoreResult<bool> {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM email_unverified WHERE account_id = $1")
                 .bind(account_id)
-                .fetch_one(self.reader())
+                .fetch_one(self.writer())
                 .await
                 .map_err(map_err)?;
         Ok(n > 0)
