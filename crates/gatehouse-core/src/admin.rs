@@ -26,6 +26,13 @@ pub struct InstanceSettings {
     pub allow_registration: bool,
     pub mfa_policy: MfaPolicy,
     pub single_session: bool,
+    /// Self-registered accounts confirm their e-mail address (a mailed code) before their
+    /// first sign-in completes.
+    pub require_email_verification: bool,
+    /// Mail "your password was changed" after every password change and reset.
+    pub notify_password_changed: bool,
+    /// Mail "your e-mail address was changed" to the old address.
+    pub notify_email_changed: bool,
 }
 
 impl Default for InstanceSettings {
@@ -35,6 +42,9 @@ impl Default for InstanceSettings {
             allow_registration: false,
             mfa_policy: MfaPolicy::Optional,
             single_session: false,
+            require_email_verification: false,
+            notify_password_changed: true,
+            notify_email_changed: true,
         }
     }
 }
@@ -111,6 +121,23 @@ impl Service {
         email_verified: bool,
         meta: &RequestMeta,
     ) -> Result<Account, AppError> {
+        let new = self.prepare_account(input, email_verified).await?;
+        let account = new.account.clone();
+        let audit = event(meta, account.created_at, "admin.user.create", "success")
+            .actor(actor)
+            .target(Some(account.id))
+            .details(serde_json::json!({ "email": account.email, "roles": account.roles }));
+        self.store.create_account(&new, &audit).await?;
+        Ok(account)
+    }
+
+    /// Validates a new account (every bad field named), checks and hashes its password.
+    /// `email_verified` says whether the address is known to be the account's.
+    pub(crate) async fn prepare_account(
+        &self,
+        input: CreateUser,
+        email_verified: bool,
+    ) -> Result<NewAccount, AppError> {
         let mut errors = Vec::new();
         let email = Email::parse(&input.email);
         if email.is_none() {
@@ -188,21 +215,11 @@ impl Service {
             updated_at: now,
             last_login_at: None,
         };
-        let audit = event(meta, now, "admin.user.create", "success")
-            .actor(actor)
-            .target(Some(account.id))
-            .details(serde_json::json!({ "email": account.email, "roles": account.roles }));
-        self.store
-            .create_account(
-                &NewAccount {
-                    account: account.clone(),
-                    password_hash,
-                    email_verified,
-                },
-                &audit,
-            )
-            .await?;
-        Ok(account)
+        Ok(NewAccount {
+            account,
+            password_hash,
+            email_verified,
+        })
     }
 
     /// Self-registration (`allowRegistration`): creates an ordinary account. A taken email
@@ -219,6 +236,16 @@ impl Service {
             ..input
         };
         let now = self.now();
+        if self.instance_settings().await?.require_email_verification {
+            return match self.register_unverified(input, meta).await {
+                Err(e) if e.code == Code::CONFLICT => {
+                    self.audit(event(meta, now, "register", "failure").reason("CONFLICT"))
+                        .await;
+                    Ok(())
+                }
+                other => other,
+            };
+        }
         match self.create_account_as(None, input, false, meta).await {
             Ok(a) => {
                 self.audit(
@@ -397,8 +424,7 @@ impl Service {
             .actor(actor)
             .target(Some(id));
         let revoked = self
-            .store
-            .change_password(id, &hash, None, self.now(), &audit)
+            .store_password(&account, &hash, None, self.now(), &audit)
             .await;
         self.account_changed(id);
         let revoked = revoked?;
@@ -413,6 +439,9 @@ pub struct SettingsPatch {
     pub allow_registration: Option<bool>,
     pub mfa_policy: Option<String>,
     pub single_session: Option<bool>,
+    pub require_email_verification: Option<bool>,
+    pub notify_password_changed: Option<bool>,
+    pub notify_email_changed: Option<bool>,
 }
 
 impl Service {
@@ -454,6 +483,15 @@ impl Service {
         }
         if let Some(v) = patch.single_session {
             s.single_session = v;
+        }
+        if let Some(v) = patch.require_email_verification {
+            s.require_email_verification = v;
+        }
+        if let Some(v) = patch.notify_password_changed {
+            s.notify_password_changed = v;
+        }
+        if let Some(v) = patch.notify_email_changed {
+            s.notify_email_changed = v;
         }
         let value =
             serde_json::to_value(&s).map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;

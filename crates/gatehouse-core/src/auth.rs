@@ -348,8 +348,7 @@ impl Service {
             .actor(Some(account.id))
             .target(Some(account.id));
         let revoked = self
-            .store
-            .change_password(account.id, &hash, Some(p.session_id), now, &audit)
+            .store_password(&account, &hash, Some(p.session_id), now, &audit)
             .await;
         self.account_changed(account.id);
         let revoked = revoked?;

@@ -213,6 +213,7 @@ pub struct CoreConfig {
     pub audit: AuditConfig,
     pub tokens: TokensConfig,
     pub sso: crate::sso::config::SsoConfig,
+    pub mail: crate::mail::MailConfig,
 }
 
 impl CoreConfig {
@@ -220,6 +221,7 @@ impl CoreConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let p = &self.password;
         let bad = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        self.mail.validate()?;
         if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
             return bad(
                 "password.argon2_memory_kib",

@@ -13,6 +13,7 @@ pub mod introspect;
 pub mod jwt;
 pub mod lockout;
 pub mod login;
+pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod password;

@@ -53,6 +53,9 @@ pub enum Step {
     /// Prove the second factor: a TOTP or recovery code (`verify_totp`).
     #[serde(rename = "verify_totp")]
     VerifySecondFactor,
+    /// Confirm the e-mail address with the mailed code (`verify_email`).
+    #[serde(rename = "verify_email")]
+    VerifyEmail,
 }
 
 impl Step {
@@ -62,6 +65,7 @@ impl Step {
             Step::ChangePassword => "change_password",
             Step::EnrollTotp => "enroll_totp",
             Step::VerifySecondFactor => "verify_totp",
+            Step::VerifyEmail => "verify_email",
         }
     }
 
@@ -71,6 +75,7 @@ impl Step {
             Step::ChangePassword => Code::AUTH_PASSWORD_CHANGE_REQUIRED,
             Step::EnrollTotp => Code::AUTH_MFA_ENROLLMENT_REQUIRED,
             Step::VerifySecondFactor => Code::AUTH_MFA_REQUIRED,
+            Step::VerifyEmail => Code::EMAIL_NOT_VERIFIED,
         }
     }
 }
@@ -155,6 +160,8 @@ pub struct Requirements {
     /// The account has confirmed TOTP.
     pub has_totp: bool,
     pub policy: MfaPolicy,
+    /// The instance requires confirmed e-mail and this account's is not confirmed yet.
+    pub email_unverified: bool,
 }
 
 /// The step a sign-in owes next, or `None` when tokens may be issued. `trusted`: this
@@ -170,6 +177,9 @@ pub fn next_step(req: &Requirements, proven: &[Method], trusted: bool) -> Option
         && !proven.iter().any(|m| m.is_second_factor());
     if second_factor_owed {
         return Some(Step::VerifySecondFactor);
+    }
+    if req.email_unverified {
+        return Some(Step::VerifyEmail);
     }
     if req.must_change_password {
         return Some(Step::ChangePassword);
@@ -483,7 +493,10 @@ impl Service {
         account: &Account,
         state: &LoginState,
     ) -> Result<Option<Step>, AppError> {
-        let policy = self.instance_settings().await?.mfa_policy;
+        let settings = self.instance_settings().await?;
+        let policy = settings.mfa_policy;
+        let email_unverified =
+            settings.require_email_verification && self.store.email_unverified(account.id).await?;
         let has_totp = if policy == MfaPolicy::Off || state.has_second_factor() {
             false
         } else {
@@ -493,6 +506,7 @@ impl Service {
             must_change_password: account.must_change_password,
             has_totp,
             policy,
+            email_unverified,
         };
         Ok(next_step(&req, &state.methods, state.trusted))
     }
@@ -557,7 +571,7 @@ impl Service {
 
     /// The state behind a live challenge for `step`, with its cache key;
     /// `CHALLENGE_INVALID` for an unknown, expired, spent or other-step challenge.
-    async fn load_challenge(
+    pub(crate) async fn load_challenge(
         &self,
         token: &str,
         step: Step,
@@ -573,13 +587,13 @@ impl Service {
 
     /// Takes a challenge: whoever takes it first may continue, which makes a step
     /// single-use.
-    async fn take_challenge(&self, key: &str) -> Result<(), AppError> {
+    pub(crate) async fn take_challenge(&self, key: &str) -> Result<(), AppError> {
         self.cache.take(key).await?.ok_or(Code::CHALLENGE_INVALID)?;
         Ok(())
     }
 
     /// The account behind a challenge, if it may still sign in.
-    async fn active_account(&self, id: Id) -> Result<Account, AppError> {
+    pub(crate) async fn active_account(&self, id: Id) -> Result<Account, AppError> {
         let account = self
             .store
             .account_by_id(id)
@@ -621,8 +635,7 @@ impl Service {
             .actor(Some(account.id))
             .target(Some(account.id));
         let revoked = self
-            .store
-            .change_password(account.id, &hash, None, now, &audit)
+            .store_password(&account, &hash, None, now, &audit)
             .await;
         self.account_changed(account.id);
         let revoked = revoked?;
@@ -919,10 +932,40 @@ mod tests {
             must_change_password,
             has_totp,
             policy,
+            email_unverified: false,
         }
     }
 
     const PWD: &[Method] = &[Method::Password];
+
+    #[test]
+    fn an_unconfirmed_email_is_owed_after_the_second_factor_and_before_other_actions() {
+        let unverified = |must_change, has_totp, policy| Requirements {
+            email_unverified: true,
+            ..req(must_change, has_totp, policy)
+        };
+        // The second factor first: the password alone does not reveal the step.
+        assert_eq!(
+            next_step(&unverified(false, true, MfaPolicy::Optional), PWD, false),
+            Some(Step::VerifySecondFactor)
+        );
+        let both = [Method::Password, Method::Totp];
+        assert_eq!(
+            next_step(&unverified(true, true, MfaPolicy::Optional), &both, false),
+            Some(Step::VerifyEmail)
+        );
+        // Before a password change and before enrolment.
+        assert_eq!(
+            next_step(&unverified(true, false, MfaPolicy::Required), PWD, false),
+            Some(Step::VerifyEmail)
+        );
+        assert_eq!(
+            next_step(&unverified(false, false, MfaPolicy::Off), PWD, false),
+            Some(Step::VerifyEmail)
+        );
+        assert_eq!(Step::VerifyEmail.as_str(), "verify_email");
+        assert_eq!(Step::VerifyEmail.code(), Code::EMAIL_NOT_VERIFIED);
+    }
 
     #[test]
     fn the_second_factor_comes_before_a_required_password_change() {

@@ -101,6 +101,15 @@ const HELP: &[(&str, &str)] = &[
         "gatehouse_credential_lookups_total",
         "Store lookups of personal access tokens and API keys by kind (malformed ones never get one)",
     ),
+    ("gatehouse_mail_sent_total", "Outbox messages delivered"),
+    (
+        "gatehouse_mail_retries_total",
+        "Outbox deliveries that failed and will be retried",
+    ),
+    (
+        "gatehouse_mail_failed_total",
+        "Outbox messages given up (audited as mail.give_up)",
+    ),
 ];
 
 fn escape(v: &str) -> String {

@@ -102,6 +102,8 @@ pub struct Service {
     pub metrics: crate::metrics::Metrics,
     /// Upstream sign-in: the back-channel client and discovery cache.
     pub sso: crate::sso::Registry,
+    /// The mailer and this instance's outbox sender.
+    pub mail: crate::mail::MailRuntime,
     pub(crate) accounts: crate::read_cache::ReadCache<Id, gatehouse_domain::model::Account>,
     pub(crate) settings: crate::read_cache::ReadCache<(), crate::admin::InstanceSettings>,
 }
@@ -136,6 +138,10 @@ impl Service {
             })?;
         let csrf = Csrf::new(secret, CSRF_MAX_AGE_SECS);
         let sso = crate::sso::Registry::new(&cfg.sso)?;
+        let mailer = cfg
+            .mail
+            .mailer()
+            .map_err(|e| AppError::internal(Code::INTERNAL_ERROR, e))?;
         Ok(Self {
             store,
             cache,
@@ -144,6 +150,7 @@ impl Service {
             keys,
             csrf,
             sso,
+            mail: crate::mail::MailRuntime::new(mailer),
             accounts: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             settings: crate::read_cache::ReadCache::new(cfg.session.account_cache_ms),
             cfg,

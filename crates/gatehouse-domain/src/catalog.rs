@@ -96,6 +96,7 @@ catalog! {
     AUTH_PASSWORD_CHANGE_REQUIRED = 200, "Choose a new password", "请设置新密码", "Hãy đặt mật khẩu mới";
     AUTH_REFRESH_SUCCESS = 200, "Session refreshed", "会话已刷新", "Đã làm mới phiên";
     AUTH_LOGOUT_SUCCESS = 200, "Signed out", "已退出登录", "Đã đăng xuất";
+    EMAIL_NOT_VERIFIED = 200, "Confirm your e-mail address with the code we sent", "请用我们发送的验证码确认您的邮箱", "Hãy xác nhận địa chỉ email bằng mã chúng tôi đã gửi";
     VALIDATION_ERROR = 400, "Some fields are invalid", "部分字段无效", "Một số trường không hợp lệ";
     MALFORMED_JSON = 400, "The request body is not valid JSON", "请求体不是有效的 JSON", "Nội dung yêu cầu không phải JSON hợp lệ";
     UNSUPPORTED_MEDIA_TYPE = 415, "Send the body as application/json", "请使用 application/json 发送请求体", "Hãy gửi nội dung dạng application/json";
@@ -111,6 +112,7 @@ catalog! {
     REFRESH_TOKEN_REUSED = 401, "This refresh token was already used; the session has been ended", "刷新令牌已被使用，会话已终止", "Mã làm mới đã được dùng; phiên đã bị kết thúc";
     MFA_CODE_INVALID = 401, "The code is incorrect", "验证码错误", "Mã xác thực không đúng";
     CHALLENGE_INVALID = 401, "The sign-in attempt has expired; start again", "登录流程已过期，请重新开始", "Phiên đăng nhập đã hết hạn; hãy bắt đầu lại";
+    EMAIL_CODE_INVALID = 400, "The code is wrong or has expired; ask for a new one", "验证码错误或已过期，请重新获取", "Mã không đúng hoặc đã hết hạn; hãy yêu cầu mã mới";
     ACCOUNT_DISABLED = 403, "This account is disabled", "账户已被禁用", "Tài khoản đã bị vô hiệu hóa";
     ACCOUNT_LOCKED = 423, "Too many failed attempts; try again later", "失败次数过多，请稍后再试", "Quá nhiều lần thử thất bại; hãy thử lại sau";
     PASSWORD_LOGIN_DISABLED = 403, "Password sign-in is disabled", "已禁用密码登录", "Đăng nhập bằng mật khẩu đã bị tắt";

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod error;
 pub mod ids;
+pub mod mail;
 pub mod model;
 pub mod ports;
 pub mod secret;

@@ -474,6 +474,7 @@ pub trait Store:
     + PatStore
     + ApiKeyStore
     + crate::sso::SsoStore
+    + crate::mail::MailStore
 {
     /// Cheap reachability check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

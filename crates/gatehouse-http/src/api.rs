@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 mod invitations;
+mod mail;
 mod mfa;
 mod sso;
 mod tenancy;
@@ -334,6 +335,7 @@ pub fn routes() -> Routes {
         .merge(invitations::routes())
         .merge(tokens::routes())
         .merge(sso::routes())
+        .merge(mail::routes())
 }
 
 fn meta() -> gatehouse_core::RequestMeta {

@@ -6,6 +6,7 @@ mod account;
 pub(crate) mod form;
 mod html;
 mod login;
+mod mail;
 mod mfa;
 mod sso;
 mod text;
@@ -177,6 +178,7 @@ pub fn routes() -> Routes {
         .merge(mfa::routes())
         .merge(tokens::routes())
         .merge(sso::routes())
+        .merge(mail::routes())
 }
 
 /// A CSRF token for this browser's forms; mints the binding cookie on first contact.

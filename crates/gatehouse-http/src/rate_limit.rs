@@ -27,10 +27,12 @@ pub fn classify(method: &Method, path: &str) -> Class {
         "/api/v1/auth/login",
         "/api/v1/auth/password",
         "/api/v1/auth/register",
+        "/api/v1/auth/email",
         "/api/v1/auth/totp",
         "/api/v1/auth/recovery-codes",
         "/auth/login",
         "/account/password",
+        "/password",
         "/account/totp",
         "/account/recovery-codes",
     ];

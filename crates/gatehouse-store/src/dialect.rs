@@ -31,6 +31,11 @@ pub(crate) trait Dialect: Send + Sync {
     /// (` FOR UPDATE`); empty where the single writer already serializes transactions.
     const LOCK_ROWS: &'static str;
 
+    /// Appended to a `SELECT` in a claiming subquery so concurrent claimers skip the rows
+    /// another one is taking (` FOR UPDATE SKIP LOCKED`); empty where the single writer
+    /// already serializes them.
+    const SKIP_LOCKED: &'static str;
+
     /// A login's writes (session, token, last-login stamps, audit row) in one round trip,
     /// with the parameters `$1`..`$24` that `commit_login` binds.
     const LOGIN_WRITES: &'static str;

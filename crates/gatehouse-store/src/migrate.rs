@@ -61,6 +61,11 @@ const SQLITE: &[File] = &[
         description: "sso",
         sql: include_str!("../migrations/sqlite/0007_sso.sql"),
     },
+    File {
+        version: 8,
+        description: "mail",
+        sql: include_str!("../migrations/sqlite/0008_mail.sql"),
+    },
 ];
 
 const POSTGRES: &[File] = &[
@@ -98,6 +103,11 @@ const POSTGRES: &[File] = &[
         version: 7,
         description: "sso",
         sql: include_str!("../migrations/postgres/0007_sso.sql"),
+    },
+    File {
+        version: 8,
+        description: "mail",
+        sql: include_str!("../migrations/postgres/0008_mail.sql"),
     },
 ];
 

@@ -22,6 +22,8 @@ mod common;
 mod credentials;
 #[path = "sql/keys.rs"]
 mod keys;
+#[path = "sql/mail.rs"]
+mod mail;
 #[path = "sql/mfa.rs"]
 mod mfa;
 #[path = "sql/rows.rs"]
@@ -88,6 +90,7 @@ impl Dialect for PgStore {
 
     const ROLES_AGG: &'static str = "string_agg(role, ',')";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     /// A login's writes as one statement (writable CTEs; the token's foreign key is checked at
     /// the end of the statement, after the session row exists); parameters as in

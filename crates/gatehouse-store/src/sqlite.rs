@@ -28,6 +28,8 @@ mod common;
 mod credentials;
 #[path = "sql/keys.rs"]
 mod keys;
+#[path = "sql/mail.rs"]
+mod mail;
 #[path = "sql/mfa.rs"]
 mod mfa;
 #[path = "sql/rows.rs"]
@@ -107,6 +109,7 @@ impl Dialect for SqliteStore {
 
     const ROLES_AGG: &'static str = "group_concat(role, ',')";
     const LOCK_ROWS: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
 
     /// A login's writes as one batch of statements (one hand-off to the writer's thread);
     /// parameters as in `commit_login`.

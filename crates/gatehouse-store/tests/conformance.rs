@@ -3668,3 +3668,476 @@ async fn case_sso_stored_providers_round_trip(store: Arc<dyn Store>) {
     assert_eq!(audit_count(&*store, "admin.sso_provider.update").await, 1);
     assert_eq!(audit_count(&*store, "admin.sso_provider.delete").await, 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// Mail: the outbox and the e-mail codes
+// ---------------------------------------------------------------------------------------
+
+conformance! {
+    case_outbox_hands_each_message_to_one_claimer =>
+        outbox_hands_each_message_to_one_claimer_sqlite,
+        outbox_hands_each_message_to_one_claimer_postgres;
+    case_outbox_retries_sends_gives_up_and_prunes =>
+        outbox_retries_sends_gives_up_and_prunes_sqlite,
+        outbox_retries_sends_gives_up_and_prunes_postgres;
+    case_email_codes_are_single_use_superseded_limited_and_expire =>
+        email_codes_are_single_use_superseded_limited_and_expire_sqlite,
+        email_codes_are_single_use_superseded_limited_and_expire_postgres;
+    case_reset_password_revokes_everything_and_queues_the_notice =>
+        reset_password_revokes_everything_and_queues_the_notice_sqlite,
+        reset_password_revokes_everything_and_queues_the_notice_postgres;
+    case_unverified_accounts_confirm_by_code_or_admin =>
+        unverified_accounts_confirm_by_code_or_admin_sqlite,
+        unverified_accounts_confirm_by_code_or_admin_postgres;
+    case_change_email_switches_the_address_with_its_notice =>
+        change_email_switches_the_address_with_its_notice_sqlite,
+        change_email_switches_the_address_with_its_notice_postgres;
+}
+
+use gatehouse_domain::mail::{CodeCheck, CodePurpose, NewEmailCode, OutboxMail};
+
+fn outbox_mail(account_id: Option<Id>, created: Timestamp) -> OutboxMail {
+    OutboxMail {
+        id: new_id(),
+        kind: "password_reset".into(),
+        account_id,
+        recipient: "ann@example.com".into(),
+        subject: "Reset".into(),
+        body_text: "code ABCD2345".into(),
+        body_html: "<p>code ABCD2345</p>".into(),
+        created_at: created,
+        attempts: 0,
+    }
+}
+
+async fn case_outbox_hands_each_message_to_one_claimer(store: Arc<dyn Store>) {
+    const MAILS: usize = 24;
+    for _ in 0..MAILS {
+        store
+            .enqueue_mail(&outbox_mail(None, at(0)), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.pending_mail().await.unwrap(), MAILS as u64);
+    let start = Arc::new(Barrier::new(2));
+    let mut claimers = JoinSet::new();
+    for _ in 0..2 {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        claimers.spawn(async move {
+            let owner = new_id();
+            start.wait().await;
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_mail(owner, at(10), at(1_000), 5).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|m| m.id));
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(got) = claimers.join_next().await {
+        all.extend(got.unwrap());
+    }
+    assert_eq!(all.len(), MAILS, "every message handed out exactly once");
+    assert_eq!(ids(all.iter().copied()).len(), MAILS);
+    // While the leases run nobody else gets them; once they lapse, they come back.
+    assert!(
+        store
+            .claim_mail(new_id(), at(999), at(2_000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_mail(new_id(), at(1_000), at(2_000), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), MAILS);
+    assert!(again.iter().all(|m| m.attempts == 2));
+}
+
+async fn case_outbox_retries_sends_gives_up_and_prunes(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (a, b) = (
+        outbox_mail(Some(ann.id), at(0)),
+        outbox_mail(Some(ann.id), at(0)),
+    );
+    store
+        .enqueue_mail(&a, Some(&audit("mail.queue", at(0))))
+        .await
+        .unwrap();
+    store.enqueue_mail(&b, None).await.unwrap();
+    let owner = new_id();
+    let claimed = store.claim_mail(owner, at(0), at(100), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let first = claimed.iter().find(|m| m.id == a.id).unwrap();
+    assert_eq!(first.body_text, a.body_text);
+    assert_eq!(first.attempts, 1);
+    // A retry releases the lease but the message is not due before `retry_at`.
+    assert!(
+        !store
+            .retry_mail(a.id, new_id(), at(50), "refused")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .retry_mail(a.id, owner, at(50), "refused")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_mail(owner, at(49), at(100), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store.claim_mail(owner, at(50), at(150), 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 2);
+    // Only the holder marks it sent; then it is finished and never handed out again.
+    assert!(!store.mark_mail_sent(a.id, new_id(), at(60)).await.unwrap());
+    assert!(store.mark_mail_sent(a.id, owner, at(60)).await.unwrap());
+    assert!(!store.mark_mail_sent(a.id, owner, at(61)).await.unwrap());
+    // Giving up writes the audit row with it.
+    let give_up = audit("mail.give_up", at(70));
+    assert!(
+        store
+            .give_up_mail(b.id, owner, at(70), "timeout", &give_up)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .give_up_mail(b.id, owner, at(71), "timeout", &give_up)
+            .await
+            .unwrap()
+    );
+    let (events, _) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("mail.give_up".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.pending_mail().await.unwrap(), 0);
+    assert!(
+        store
+            .claim_mail(owner, at(10_000), at(20_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Pruning removes finished rows older than the cut-off only.
+    assert_eq!(store.prune_mail(at(60)).await.unwrap(), 0);
+    assert_eq!(store.prune_mail(at(65)).await.unwrap(), 1);
+    assert_eq!(store.prune_mail(at(1_000)).await.unwrap(), 1);
+}
+
+fn email_code(
+    account_id: Id,
+    purpose: CodePurpose,
+    hash: &[u8],
+    created: Timestamp,
+) -> NewEmailCode {
+    NewEmailCode {
+        id: new_id(),
+        account_id,
+        purpose,
+        code_hash: hash.to_vec(),
+        new_email: None,
+        created_at: created,
+        expires_at: created.plus(ms(1_000)),
+    }
+}
+
+async fn case_email_codes_are_single_use_superseded_limited_and_expire(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let reset = CodePurpose::PasswordReset;
+    let put = |hash: &'static [u8], t: Timestamp| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .create_email_code(
+                    &email_code(ann.id, reset, hash, t),
+                    &outbox_mail(Some(ann.id), t),
+                    &audit("password.reset.request", t),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // No code yet.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"a", at(0), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    put(b"first", at(0)).await;
+    put(b"second", at(1)).await;
+    assert_eq!(
+        store.pending_mail().await.unwrap(),
+        2,
+        "each code queues its mail"
+    );
+    // The first was superseded: presenting it is a wrong attempt at the second.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"first", at(2), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { left: 4 }
+    );
+    // Another purpose does not see it.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, CodePurpose::VerifyEmail, b"second", at(2), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"second", at(3), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Spent { new_email: None }
+    );
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"second", at(4), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    // Attempt limit.
+    put(b"third", at(10)).await;
+    for left in (0..5).rev() {
+        assert_eq!(
+            store
+                .check_email_code(ann.id, reset, b"wrong", at(11), 5)
+                .await
+                .unwrap(),
+            CodeCheck::Wrong { left }
+        );
+    }
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"third", at(12), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    // Expiry.
+    put(b"fourth", at(20)).await;
+    assert_eq!(
+        store
+            .check_email_code(ann.id, reset, b"fourth", at(1_020), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+}
+
+async fn case_reset_password_revokes_everything_and_queues_the_notice(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    let (one, _) = login(&*store, ann.id, TokenKind::Refresh, at(0)).await;
+    let (two, _) = login(&*store, ann.id, TokenKind::Refresh, at(1)).await;
+    store
+        .create_email_code(
+            &email_code(ann.id, CodePurpose::PasswordReset, b"code", at(2)),
+            &outbox_mail(Some(ann.id), at(2)),
+            &audit("password.reset.request", at(2)),
+        )
+        .await
+        .unwrap();
+    let notice = outbox_mail(Some(ann.id), at(3));
+    let revoked = store
+        .reset_password(
+            ann.id,
+            NEW_HASH,
+            None,
+            at(3),
+            Some(&notice),
+            &audit("password.reset", at(3)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(revoked), ids([one.id, two.id]));
+    assert_eq!(status_of(&*store, one.id).await, SessionStatus::Revoked);
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(NEW_HASH)
+    );
+    assert_eq!(store.pending_mail().await.unwrap(), 2);
+    // The outstanding reset code died with the reset.
+    assert_eq!(
+        store
+            .check_email_code(ann.id, CodePurpose::PasswordReset, b"code", at(4), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoCode
+    );
+    let (events, _) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("password.reset".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+}
+
+async fn case_unverified_accounts_confirm_by_code_or_admin(store: Arc<dyn Store>) {
+    let ann = account("ann@example.com", Some("ann"), at(0));
+    let new = NewAccount {
+        account: ann.clone(),
+        password_hash: Some(HASH.into()),
+        email_verified: false,
+    };
+    let verify = CodePurpose::VerifyEmail;
+    store
+        .create_unverified_account(
+            &new,
+            &email_code(ann.id, verify, b"code", at(0)),
+            &outbox_mail(Some(ann.id), at(0)),
+            &audit("register", at(0)),
+        )
+        .await
+        .unwrap();
+    // One transaction: account, password, mark, code and mail.
+    assert_eq!(
+        store.password_hash(ann.id).await.unwrap().as_deref(),
+        Some(HASH)
+    );
+    assert!(store.email_unverified(ann.id).await.unwrap());
+    assert_eq!(store.pending_mail().await.unwrap(), 1);
+    // A taken email is a conflict and leaves nothing behind.
+    let twin = NewAccount {
+        account: account("ann@example.com", None, at(1)),
+        password_hash: None,
+        email_verified: false,
+    };
+    let taken = store
+        .create_unverified_account(
+            &twin,
+            &email_code(twin.account.id, verify, b"x", at(1)),
+            &outbox_mail(None, at(1)),
+            &audit("register", at(1)),
+        )
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)));
+    assert_eq!(store.pending_mail().await.unwrap(), 1);
+    // A wrong code confirms nothing; the right one confirms with its audit row.
+    let done = audit("email.verify", at(2));
+    assert_eq!(
+        store
+            .verify_email(ann.id, b"nope", at(2), 5, &done)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { left: 4 }
+    );
+    assert!(store.email_unverified(ann.id).await.unwrap());
+    assert_eq!(
+        store
+            .verify_email(ann.id, b"code", at(2), 5, &done)
+            .await
+            .unwrap(),
+        CodeCheck::Spent { new_email: None }
+    );
+    assert!(!store.email_unverified(ann.id).await.unwrap());
+    let (events, _) = audit_items(
+        &*store,
+        &AuditFilter {
+            action: Some("email.verify".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    // Other accounts count as confirmed; marking one confirmed is a no-op.
+    let bob = seed(&*store, "bob").await;
+    assert!(!store.email_unverified(bob.id).await.unwrap());
+    assert!(
+        !store
+            .mark_email_verified(bob.id, &audit("admin.email.verify", at(3)))
+            .await
+            .unwrap()
+    );
+}
+
+async fn case_change_email_switches_the_address_with_its_notice(store: Arc<dyn Store>) {
+    let ann = seed(&*store, "ann").await;
+    seed(&*store, "bob").await;
+    let change = CodePurpose::ChangeEmail;
+    let put = |email: &str, hash: &'static [u8], t: Timestamp| NewEmailCode {
+        new_email: Some(email.into()),
+        ..email_code(ann.id, change, hash, t)
+    };
+    store
+        .create_email_code(
+            &put("bob@example.com", b"taken", at(0)),
+            &outbox_mail(Some(ann.id), at(0)),
+            &audit("email.change.request", at(0)),
+        )
+        .await
+        .unwrap();
+    let notice = outbox_mail(Some(ann.id), at(1));
+    let done = audit("email.change", at(1));
+    // The address was taken meanwhile: conflict, and nothing changes (the code lives on).
+    let taken = store
+        .change_email(ann.id, b"taken", at(1), 5, Some(&notice), &done)
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)));
+    assert_eq!(store.pending_mail().await.unwrap(), 1);
+    store
+        .create_email_code(
+            &put("ann.new@example.com", b"code", at(2)),
+            &outbox_mail(Some(ann.id), at(2)),
+            &audit("email.change.request", at(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .change_email(ann.id, b"taken", at(3), 5, Some(&notice), &done)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { left: 4 }
+    );
+    assert_eq!(
+        store
+            .change_email(ann.id, b"code", at(3), 5, Some(&notice), &done)
+            .await
+            .unwrap(),
+        CodeCheck::Spent {
+            new_email: Some("ann.new@example.com".into())
+        }
+    );
+    let moved = store
+        .account_by_email("ann.new@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.id, ann.id);
+    assert!(
+        store
+            .account_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.pending_mail().await.unwrap(),
+        3,
+        "two codes and the notice"
+    );
+}

@@ -7,6 +7,7 @@ use gatehouse_core::config::{
     AuditConfig, CoreConfig, JwtConfig, LockoutConfig, PasswordConfig, SecretsConfig,
     SessionConfig, TokensConfig, redact, secret_opt,
 };
+use gatehouse_core::mail::MailConfig;
 use gatehouse_core::ratelimit::RateLimitConfig;
 use gatehouse_domain::Secret;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// `[sso]` and `[[sso.providers]]`: upstream identity providers.
     pub sso: gatehouse_core::sso::config::SsoConfig,
+    pub mail: MailConfig,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             tokens: TokensConfig::default(),
             sso: Default::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -300,6 +303,10 @@ impl Config {
                 public_url: self.public_url.clone(),
                 ..self.sso.clone()
             },
+            mail: MailConfig {
+                public_url: self.public_url.clone(),
+                ..self.mail.clone()
+            },
         }
     }
 
@@ -399,6 +406,12 @@ impl Config {
         if let Err(e) = gatehouse_http::TrustedProxies::parse(&self.trusted_proxies) {
             return bad("trusted_proxies", &e);
         }
+        if self.mail.smtp_url.is_some() && self.public_url == Config::default().public_url {
+            return bad(
+                "public_url",
+                "must be set when mail.smtp_url is: links in mail are built from it alone",
+            );
+        }
         self.core()
             .validate()
             .map_err(|(k, m)| ConfigError(format!("invalid configuration at `{k}`: {m}")))
@@ -493,6 +506,31 @@ mod tests {
         c.validate().unwrap();
         let shown = serde_json::to_string(&c).unwrap();
         assert!(!shown.contains(TEST_KEY), "{shown}");
+    }
+
+    #[test]
+    fn mail_settings_are_checked() {
+        let mut c = Config::default();
+        c.mail.smtp_url = Some(Secret::new("http://mail.example.com"));
+        c.public_url = "https://id.example.com".into();
+        assert!(c.validate().unwrap_err().0.contains("mail.smtp_url"));
+        c.mail.smtp_url = Some(Secret::new(
+            "smtp://user:hunter2@mail.example.com:587?tls=required",
+        ));
+        c.validate().unwrap();
+        // Links in mail are built from public_url alone: SMTP needs it set.
+        c.public_url = Config::default().public_url;
+        assert!(c.validate().unwrap_err().0.contains("public_url"));
+        let mut c = Config::default();
+        c.mail.from = "not an address".into();
+        assert!(c.validate().unwrap_err().0.contains("mail.from"));
+        let mut c = Config::default();
+        c.mail.language = "fr".into();
+        assert!(c.validate().unwrap_err().0.contains("mail.language"));
+        let mut c = Config::default();
+        c.mail.smtp_url = Some(Secret::new("smtp://user:hunter2@mail.example.com"));
+        let shown = format!("{:?} {}", c, serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("hunter2"));
     }
 
     #[test]

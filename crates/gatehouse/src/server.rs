@@ -133,6 +133,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     }
     svc.spawn_key_refresh();
     svc.spawn_audit_pruning();
+    svc.spawn_mail_sender();
     let http = HttpConfig {
         public_url: cfg.public_url.clone(),
         trusted_proxies: TrustedProxies::parse(&cfg.trusted_proxies)

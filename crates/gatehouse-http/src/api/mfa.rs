@@ -240,6 +240,9 @@ pub fn routes() -> Routes {
                     ("allowRegistration", "boolean", false),
                     ("mfaPolicy", "string", false),
                     ("singleSession", "boolean", false),
+                    ("requireEmailVerification", "boolean", false),
+                    ("notifyPasswordChanged", "boolean", false),
+                    ("notifyEmailChanged", "boolean", false),
                 ],
                 codes: &[C::OK],
                 ..RouteDoc::new(
@@ -414,6 +417,9 @@ async fn update_settings(
         allow_registration: f.opt_bool("allowRegistration"),
         mfa_policy: f.opt_str("mfaPolicy", 16),
         single_session: f.opt_bool("singleSession"),
+        require_email_verification: f.opt_bool("requireEmailVerification"),
+        notify_password_changed: f.opt_bool("notifyPasswordChanged"),
+        notify_email_changed: f.opt_bool("notifyEmailChanged"),
     };
     f.finish()?;
     let settings = s

@@ -254,8 +254,9 @@ pub(super) fn login_page(
             &on("password"),
         ));
         body.push_str(&format!(
-            r#"<button type="submit">{}</button></form>"#,
-            esc(t(T::SignInButton))
+            r#"<button type="submit">{}</button></form><p><a href="/password/forgot">{}</a></p>"#,
+            esc(t(T::SignInButton)),
+            esc(t(T::ForgotLink))
         ));
     }
     body.push_str(&super::sso::buttons(s, next, locale));

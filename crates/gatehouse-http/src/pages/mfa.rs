@@ -183,6 +183,13 @@ pub(super) async fn step(
         Step::VerifySecondFactor => totp_page(s, headers, token, next, None),
         Step::EnrollTotp => login_enroll_page(s, headers, token, next, None).await,
         Step::ChangePassword => step_page(s, headers, token, next, None, StatusCode::OK),
+        // The confirmation step has no page yet: the sign-in page says what is owed, and
+        // the API (`/api/v1/auth/login/email/verify`) completes it.
+        Step::VerifyEmail => {
+            let locale = context::current().locale;
+            let p = Problem::from_error(Code::EMAIL_NOT_VERIFIED.into(), locale);
+            login_page(s, headers, "", next, Some(p))
+        }
     }
 }
 

@@ -108,6 +108,15 @@ texts! {
     TokenCreatedLead => "Copy it now: it is not shown again. Use it as \"Authorization: Bearer …\".", "请立即复制：它不会再次显示。使用方式为 \"Authorization: Bearer …\"。", "Hãy sao chép ngay: mã sẽ không hiển thị lại. Dùng dưới dạng \"Authorization: Bearer …\".";
     Copy => "Copy", "复制", "Sao chép";
     TokenRevoked => "The token was revoked.", "令牌已撤销。", "Đã thu hồi mã.";
+    ForgotLink => "Forgot your password?", "忘记密码？", "Quên mật khẩu?";
+    ForgotTitle => "Forgot your password", "忘记密码", "Quên mật khẩu";
+    ForgotLead => "Enter your email or username and we will mail you a code to reset your password.", "输入您的邮箱或用户名，我们将通过邮件发送重置密码的验证码。", "Nhập email hoặc tên người dùng, chúng tôi sẽ gửi mã đặt lại mật khẩu qua email.";
+    SendCode => "Send code", "发送验证码", "Gửi mã";
+    ForgotSent => "If an account matches, a code is on its way to its email address.", "如果有匹配的账户，验证码已发送到其邮箱。", "Nếu có tài khoản phù hợp, mã đã được gửi đến email của tài khoản đó.";
+    ResetTitle => "Reset your password", "重置密码", "Đặt lại mật khẩu";
+    ResetLead => "Enter the code from the email and choose a new password.", "输入邮件中的验证码并设置新密码。", "Nhập mã trong email và chọn mật khẩu mới.";
+    ResetCode => "Code", "验证码", "Mã";
+    ResetDone => "Your password was reset and every session was signed out. Sign in with the new password.", "密码已重置，所有会话均已退出。请使用新密码登录。", "Đã đặt lại mật khẩu và mọi phiên đã bị đăng xuất. Hãy đăng nhập bằng mật khẩu mới.";
 }
 
 #[cfg(test)]

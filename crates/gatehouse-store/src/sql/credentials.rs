@@ -1,7 +1,7 @@
 //! [`CredentialStore`]: the password credential.
 
 use super::Adapter;
-use super::common::{insert_audit, revoke_sessions_tx};
+use super::common::{Tx, insert_audit, revoke_sessions_tx};
 use crate::dialect::Dialect;
 use crate::map_err;
 use async_trait::async_trait;
@@ -30,7 +30,25 @@ impl CredentialStore for Adapter {
         audit: &AuditEvent,
     ) -> StoreResult<Vec<Id>> {
         let mut tx = self.writer().begin().await.map_err(map_err)?;
-        sqlx::query(
+        let revoked = replace_password_tx(&mut tx, account_id, hash, keep, now)
+            .await
+            .map_err(map_err)?;
+        insert_audit(&mut tx, audit).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked)
+    }
+}
+
+/// Replaces the password, clears `must_change_password`, revokes the account's sessions
+/// except `keep` and deletes its trusted devices, inside `tx`; returns the revoked ids.
+pub(super) async fn replace_password_tx(
+    tx: &mut Tx<'_>,
+    account_id: Id,
+    hash: &str,
+    keep: Option<Id>,
+    now: Timestamp,
+) -> Result<Vec<Id>, sqlx::Error> {
+    sqlx::query(
             "INSERT INTO credential (id, account_id, type, secret, status, created_at, updated_at) \
              VALUES ($1, $2, 'PASSWORD', $3, 'ACTIVE', $4, $4) \
              ON CONFLICT (account_id) WHERE type = 'PASSWORD' \
@@ -40,28 +58,18 @@ impl CredentialStore for Adapter {
         .bind(account_id)
         .bind(hash)
         .bind(now.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query(
-            "UPDATE account SET must_change_password = FALSE, updated_at = $1 WHERE id = $2",
-        )
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE account SET must_change_password = FALSE, updated_at = $1 WHERE id = $2")
         .bind(now.millis())
         .bind(account_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let revoked = revoke_sessions_tx(&mut tx, account_id, keep, now)
-            .await
-            .map_err(map_err)?;
-        // A new password also ends every "trust this browser" grant.
-        sqlx::query("DELETE FROM trusted_device WHERE account_id = $1")
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        insert_audit(&mut tx, audit).await.map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(revoked)
-    }
+        .execute(&mut **tx)
+        .await?;
+    let revoked = revoke_sessions_tx(tx, account_id, keep, now).await?;
+    // A new password also ends every "trust this browser" grant.
+    sqlx::query("DELETE FROM trusted_device WHERE account_id = $1")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(revoked)
 }

@@ -137,6 +137,11 @@ pub fn base_config() -> Config {
     c.password.argon2_iterations = 1;
     c.password.insecure_fast_hashing = true;
     c.log.level = "warn".into();
+    // Mail queued by a test without SMTP goes to a temporary folder, not the source tree.
+    c.mail.file_dir = std::env::temp_dir()
+        .join(format!("gh-test-mail-{}", uuid::Uuid::new_v4().simple()))
+        .display()
+        .to_string();
     // Tests fire many requests from 127.0.0.1; rate-limit tests set their own small limits.
     c.rate_limit.credential_per_minute = 10_000;
     c.rate_limit.credential_per_hour = 100_000;

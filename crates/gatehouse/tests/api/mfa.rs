@@ -599,7 +599,9 @@ async fn settings_patch_is_validated_and_admin_only(b: Backend) {
     assert_eq!(
         r.expect(200, "OK"),
         &json!({ "allowPasswordLogin": true, "allowRegistration": false,
-                 "mfaPolicy": "optional", "singleSession": false })
+                 "mfaPolicy": "optional", "singleSession": false,
+                "requireEmailVerification": false, "notifyPasswordChanged": true,
+                "notifyEmailChanged": true })
     );
     let r = set_settings(&app, &admin, json!({ "mfaPolicy": "always" })).await;
     r.expect(400, "VALIDATION_ERROR");
