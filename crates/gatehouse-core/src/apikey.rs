@@ -349,8 +349,12 @@ impl Service {
     }
 
     /// The key with this access key and its secret's hash: the shared cache's copy, else
-    /// the store's (then cached unless a change marker is there).
-    async fn api_key_row(&self, access_key: &str) -> Result<Option<(ApiKey, Vec<u8>)>, AppError> {
+    /// the store's (then cached unless a change marker is there). `true` with it: a live
+    /// key due for its last-use stamp, for the caller to cache once that is written.
+    async fn api_key_row(
+        &self,
+        access_key: &str,
+    ) -> Result<(Option<(ApiKey, Vec<u8>)>, bool), AppError> {
         let ttl = std::time::Duration::from_secs(self.cfg.tokens.cache_seconds);
         let key = cred_cache::api_key_key(access_key);
         let mut marked = false;
@@ -358,7 +362,7 @@ impl Service {
             && let Some(bytes) = self.cache.get(&key).await?
         {
             match serde_json::from_slice::<Option<cred_cache::CachedKey>>(&bytes) {
-                Ok(Some(c)) => return Ok(Some(c.into_parts())),
+                Ok(Some(c)) => return Ok((Some(c.into_parts()), false)),
                 Ok(None) => marked = true,
                 Err(_) => {}
             }
@@ -366,13 +370,32 @@ impl Service {
         self.metrics
             .inc("gatehouse_credential_lookups_total", &[("kind", "api_key")]);
         let row = self.store.api_key_by_access_key(access_key).await?;
-        if let (Some((k, hash)), false, false) = (&row, marked, ttl.is_zero()) {
-            let copy = serde_json::to_vec(&cred_cache::CachedKey::of(k, hash)).unwrap_or_default();
-            if let Err(e) = self.cache.set_nx(&key, &copy, ttl).await {
-                tracing::warn!(error = %e, "caching a key's row failed");
-            }
+        let Some((k, hash)) = row.as_ref().filter(|_| !marked && !ttl.is_zero()) else {
+            return Ok((row, false));
+        };
+        let now = self.now();
+        let live = k.status == Status::Active && k.expires_at.is_none_or(|e| e > now);
+        let due = k
+            .last_used_at
+            .is_none_or(|t| now.millis() - t.millis() >= TOUCH_GAP_MS);
+        if live && due {
+            return Ok((row, true));
         }
-        Ok(row)
+        self.cache_api_key(k, hash).await;
+        Ok((row, false))
+    }
+
+    /// Adds a copy of a key's row to the shared cache unless one (or a marker) is there.
+    async fn cache_api_key(&self, k: &ApiKey, hash: &[u8]) {
+        let ttl = std::time::Duration::from_secs(self.cfg.tokens.cache_seconds);
+        let copy = serde_json::to_vec(&cred_cache::CachedKey::of(k, hash)).unwrap_or_default();
+        if let Err(e) = self
+            .cache
+            .set_nx(&cred_cache::api_key_key(&k.access_key), &copy, ttl)
+            .await
+        {
+            tracing::warn!(error = %e, "caching a key's row failed");
+        }
     }
 
     /// Checks an API key. A malformed pair is refused before any store read; an unknown
@@ -392,12 +415,12 @@ impl Service {
             self.metrics.inc(CHECKS, &outcome("malformed"));
             return Err(Code::TOKEN_INVALID.into());
         }
-        let found = self.api_key_row(access_key).await?;
+        let (found, cache_later) = self.api_key_row(access_key).await?;
         let presented = digest(secret.expose());
         // Compared even for an unknown key, so both answers take the same work.
         let stored = found.as_ref().map_or(&[0u8; 32][..], |(_, h)| h.as_slice());
         let matches = bool::from(presented.ct_eq(stored));
-        let Some((key, _)) = found.filter(|_| matches) else {
+        let Some((mut key, stored_hash)) = found.filter(|_| matches) else {
             self.metrics.inc(CHECKS, &outcome("invalid"));
             return Err(Code::TOKEN_INVALID.into());
         };
@@ -429,14 +452,18 @@ impl Service {
         self.me(&principal).await?;
         if self.touch_due(key.id, key.last_used_at).await {
             let ip = meta.ip.as_deref();
-            if let Err(e) = self
+            match self
                 .store
                 .touch_api_key(key.id, now, ip, TOUCH_GAP_MS)
                 .await
             {
-                tracing::warn!(error = %e, "recording a key's use failed");
+                Ok(_) => key.last_used_at = Some(now),
+                Err(e) => tracing::warn!(error = %e, "recording a key's use failed"),
             }
             self.touched(key.id).await;
+        }
+        if cache_later {
+            self.cache_api_key(&key, &stored_hash).await;
         }
         self.metrics.inc(CHECKS, &outcome("ok"));
         Ok(principal)

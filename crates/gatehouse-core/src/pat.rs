@@ -245,8 +245,10 @@ impl Service {
     }
 
     /// The token row with this hash: the shared cache's copy, else the store's (which is
-    /// then cached unless a revocation marker is there).
-    async fn pat_row(&self, hash: &[u8]) -> Result<Option<PersonalAccessToken>, AppError> {
+    /// then cached unless a revocation marker is there). `true` with it: a live row due for
+    /// its last-use stamp, for the caller to cache once the stamp is written (so the copy
+    /// does not ask for it again).
+    async fn pat_row(&self, hash: &[u8]) -> Result<(Option<PersonalAccessToken>, bool), AppError> {
         let ttl = Duration::from_secs(self.cfg.tokens.cache_seconds);
         let key = cred_cache::pat_key(hash);
         let mut marked = false;
@@ -254,7 +256,7 @@ impl Service {
             && let Some(bytes) = self.cache.get(&key).await?
         {
             match serde_json::from_slice::<Option<cred_cache::CachedPat>>(&bytes) {
-                Ok(Some(c)) => return Ok(Some(c.into())),
+                Ok(Some(c)) => return Ok((Some(c.into()), false)),
                 Ok(None) => marked = true,
                 Err(_) => {}
             }
@@ -262,13 +264,32 @@ impl Service {
         self.metrics
             .inc("gatehouse_credential_lookups_total", &[("kind", "pat")]);
         let row = self.store.pat_by_hash(hash).await?;
-        if let (Some(pat), false, false) = (&row, marked, ttl.is_zero()) {
-            let copy = serde_json::to_vec(&cred_cache::CachedPat::from(pat)).unwrap_or_default();
-            if let Err(e) = self.cache.set_nx(&key, &copy, ttl).await {
-                tracing::warn!(error = %e, "caching a token's row failed");
-            }
+        let Some(pat) = row.as_ref().filter(|_| !marked && !ttl.is_zero()) else {
+            return Ok((row, false));
+        };
+        let now = self.now();
+        let live = pat.revoked_at.is_none() && pat.expires_at.is_none_or(|e| e > now);
+        let due = pat
+            .last_used_at
+            .is_none_or(|t| now.millis() - t.millis() >= TOUCH_GAP_MS);
+        if live && due {
+            return Ok((row, true));
         }
-        Ok(row)
+        self.cache_pat(hash, pat).await;
+        Ok((row, false))
+    }
+
+    /// Adds a copy of a token's row to the shared cache unless one (or a marker) is there.
+    async fn cache_pat(&self, hash: &[u8], pat: &PersonalAccessToken) {
+        let ttl = Duration::from_secs(self.cfg.tokens.cache_seconds);
+        let copy = serde_json::to_vec(&cred_cache::CachedPat::from(pat)).unwrap_or_default();
+        if let Err(e) = self
+            .cache
+            .set_nx(&cred_cache::pat_key(hash), &copy, ttl)
+            .await
+        {
+            tracing::warn!(error = %e, "caching a token's row failed");
+        }
     }
 
     /// Whether a credential's use is due to be recorded: the row says its last use is a
@@ -350,7 +371,9 @@ impl Service {
             self.metrics.inc(CHECKS, &outcome("malformed"));
             return Err(Code::TOKEN_INVALID.into());
         }
-        let Some(pat) = self.pat_row(&digest(text)).await? else {
+        let hash = digest(text);
+        let (found, cache_later) = self.pat_row(&hash).await?;
+        let Some(mut pat) = found else {
             self.metrics.inc(CHECKS, &outcome("unknown"));
             return Err(Code::TOKEN_INVALID.into());
         };
@@ -388,10 +411,14 @@ impl Service {
             (None, None) => {}
         }
         if self.touch_due(pat.id, pat.last_used_at).await {
-            if let Err(e) = self.store.touch_pat(pat.id, now, ip, TOUCH_GAP_MS).await {
-                tracing::warn!(error = %e, "recording a token's use failed");
+            match self.store.touch_pat(pat.id, now, ip, TOUCH_GAP_MS).await {
+                Ok(_) => pat.last_used_at = Some(now),
+                Err(e) => tracing::warn!(error = %e, "recording a token's use failed"),
             }
             self.touched(pat.id).await;
+        }
+        if cache_later {
+            self.cache_pat(&hash, &pat).await;
         }
         self.metrics.inc(CHECKS, &outcome("ok"));
         Ok((principal, pat))
