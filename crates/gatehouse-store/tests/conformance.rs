@@ -4046,6 +4046,10 @@ async fn case_unverified_accounts_confirm_by_code_or_admin(store: Arc<dyn Store>
         CodeCheck::Wrong { left: 4 }
     );
     assert!(store.email_unverified(ann.id).await.unwrap());
+    assert!(
+        !store.email_verified(ann.id).await.unwrap(),
+        "SSO may not link to it yet"
+    );
     assert_eq!(
         store
             .verify_email(ann.id, b"code", at(2), 5, &done)
@@ -4054,6 +4058,10 @@ async fn case_unverified_accounts_confirm_by_code_or_admin(store: Arc<dyn Store>
         CodeCheck::Spent { new_email: None }
     );
     assert!(!store.email_unverified(ann.id).await.unwrap());
+    assert!(
+        store.email_verified(ann.id).await.unwrap(),
+        "a confirmed address counts for SSO's linking rule"
+    );
     let (events, _) = audit_items(
         &*store,
         &AuditFilter {
