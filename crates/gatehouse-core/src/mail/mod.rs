@@ -91,9 +91,19 @@ impl Mailer for FileMailer {
         let path = dir.join(format!("{}-{}.eml", mail.created_at.millis(), mail.id));
         let target = path.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
+            // The messages hold reset and confirmation codes: the folder and every file
+            // are readable by the service's own user only, wherever `file_dir` points.
+            let mut folder = std::fs::DirBuilder::new();
+            folder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+            folder.create(&dir)?;
             let tmp = target.with_extension("eml.tmp");
-            std::fs::write(&tmp, &bytes)?;
+            let mut file = std::fs::OpenOptions::new();
+            file.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+            std::io::Write::write_all(&mut file.open(&tmp)?, &bytes)?;
             std::fs::rename(&tmp, &target)
         })
         .await

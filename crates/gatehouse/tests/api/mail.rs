@@ -188,6 +188,20 @@ fn file_codes(app: &TestApp) -> Vec<String> {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     files.sort();
+    {
+        // They hold codes: private to the service's user, folder and files alike.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        if !files.is_empty() {
+            assert_eq!(mode(std::path::Path::new(&app.config.mail.file_dir)), 0o700);
+        }
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "eml"))
+        {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
     files
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
