@@ -43,6 +43,9 @@ pub struct RouteDoc {
     pub created: bool,
     /// An HTML route that answers `302 Found` to another site (SSO start).
     pub found: bool,
+    /// An OAuth endpoint: its client errors (400, 401, 403) are OAuth error objects
+    /// (`{error, error_description}`, RFC 6749 §5.2 and RFC 6750 §3.1), not envelopes.
+    pub oauth: bool,
 }
 
 impl RouteDoc {
@@ -66,6 +69,7 @@ impl RouteDoc {
             plain: None,
             created: false,
             found: false,
+            oauth: false,
         }
     }
 }
@@ -248,6 +252,19 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             };
             entry["description"] = Value::String(joined);
         }
+        if r.oauth {
+            for (status, errors) in [
+                ("400", "invalid_request"),
+                ("401", "invalid_client"),
+                ("403", "insufficient_scope"),
+            ] {
+                responses.insert(
+                    status.into(),
+                    json!({ "description": format!("OAuth error: {errors}"), "content": { "application/json": { "schema": {
+                        "$ref": "#/components/schemas/OAuthError" } } } }),
+                );
+            }
+        }
         if r.html {
             responses.insert(
                 "200".into(),
@@ -339,6 +356,9 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                     "errors": { "type": "array", "items": { "type": "object", "properties": {
                         "field": { "type": "string" }, "code": { "type": "string" }, "message": { "type": "string" } } } },
                     "requestId": { "type": "string" } } },
+                "OAuthError": { "type": "object", "required": ["error"], "properties": {
+                    "error": { "type": "string", "enum": ["invalid_request", "invalid_client", "insufficient_scope"] },
+                    "error_description": { "type": "string" } } },
             },
         },
         "x-message-codes": catalog,

@@ -11,7 +11,7 @@ use crate::openapi::{RouteDoc, Routes, Security};
 use crate::pages::form::{Form, FormError};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse as _;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{delete, get, post};
 use gatehouse_core::apikey::{NewApiKey, NewServiceAccount};
 use gatehouse_core::pat::NewPat;
@@ -247,6 +247,7 @@ pub fn routes() -> Routes {
                     C::PAYLOAD_TOO_LARGE,
                 ],
                 plain: Some("application/json"),
+                oauth: true,
                 ..RouteDoc::new(
                     "POST",
                     "/api/v1/auth/introspect",
@@ -467,23 +468,60 @@ async fn delete_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<Str
     Ok(ok(Code::OK, Value::Null))
 }
 
+/// RFC 7662 introspection. Client errors are OAuth error objects (RFC 6749 §5.2,
+/// RFC 6750 §3.1), never envelopes: a caller that is not an API key, or a bad key, is
+/// `invalid_client` (401, with `WWW-Authenticate: Basic`); a key without
+/// `tokens:introspect` is `insufficient_scope` (403); an unreadable body is
+/// `invalid_request` (400). Server errors stay envelopes, as on every route.
 async fn introspect(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    auth: Result<Auth, ApiError>,
     form: Result<Form, FormError>,
-) -> ApiResult {
-    let form = form.map_err(|FormError(status)| {
-        ApiError::from(match status {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::new(Code::UNSUPPORTED_MEDIA_TYPE),
-            StatusCode::PAYLOAD_TOO_LARGE => AppError::new(Code::PAYLOAD_TOO_LARGE),
-            _ => AppError::validation(vec![FieldError::new("token", "invalid")]),
-        })
-    })?;
-    let answer = s.svc.introspect(&p, form.get("token"), &meta()).await?;
-    let mut res = axum::Json(answer).into_response();
+) -> Response {
+    let answer = async {
+        let Auth(p) = auth?;
+        let form = form.map_err(|FormError(status)| {
+            ApiError::from(match status {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::new(Code::UNSUPPORTED_MEDIA_TYPE),
+                StatusCode::PAYLOAD_TOO_LARGE => AppError::new(Code::PAYLOAD_TOO_LARGE),
+                _ => AppError::validation(vec![FieldError::new("token", "invalid")]),
+            })
+        })?;
+        Ok::<_, ApiError>(s.svc.introspect(&p, form.get("token"), &meta()).await?)
+    };
+    let mut res = match answer.await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e) => oauth_error(e),
+    };
     res.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
-    Ok(res)
+    res
+}
+
+/// An error of an OAuth endpoint in OAuth's own format; server errors stay envelopes.
+fn oauth_error(e: ApiError) -> Response {
+    let (status, error) = match e.0.code {
+        Code::PERMISSION_REQUIRED | Code::SESSION_REQUIRED => {
+            (StatusCode::FORBIDDEN, "insufficient_scope")
+        }
+        c if c.status() == 401 || c == Code::ACCOUNT_DISABLED => {
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        }
+        c if (400..500).contains(&c.status()) && c != Code::RATE_LIMIT_EXCEEDED => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
+        _ => return e.into_response(),
+    };
+    let locale = crate::context::current().locale;
+    let body = json!({ "error": error, "error_description": e.0.code.message(locale) });
+    let mut res = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"gatehouse\""),
+        );
+    }
+    res
 }

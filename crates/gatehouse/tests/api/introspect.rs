@@ -147,50 +147,80 @@ async fn anything_else_is_inactive_without_a_reason(b: Backend) {
     );
 }
 
+/// An OAuth endpoint answers client errors in OAuth's format, never an envelope.
+async fn oauth_error(res: reqwest::Response) -> (u16, Value, Option<String>) {
+    let status = res.status().as_u16();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("requestId").is_none(), "not an envelope: {body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    (status, body, challenge)
+}
+
 async fn only_an_api_key_holding_tokens_introspect_may_ask(b: Backend) {
     let app = spawn_app(b).await;
     let admin = app.admin_token().await;
     let narrow = introspector(&app, &admin, &["users:read"]).await;
     let (status, body) = introspect(&app, &narrow, "x").await;
     assert_eq!(
-        (status, body["code"].clone()),
-        (403, json!("PERMISSION_REQUIRED"))
+        (status, body["error"].clone()),
+        (403, json!("insufficient_scope"))
     );
-    assert_eq!(body["errors"][0]["code"], "tokens:introspect");
     // A person's token, even an admin's, is not a service's key.
-    let r = Reply::of(
-        browser()
-            .post(app.url("/api/v1/auth/introspect"))
-            .bearer_auth(&admin)
-            .form(&[("token", "x")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    r.expect(403, "PERMISSION_REQUIRED");
-    let r = Reply::of(
-        browser()
-            .post(app.url("/api/v1/auth/introspect"))
-            .form(&[("token", "x")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    r.expect(401, "AUTHENTICATION_REQUIRED");
+    let res = browser()
+        .post(app.url("/api/v1/auth/introspect"))
+        .bearer_auth(&admin)
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body, _) = oauth_error(res).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (403, json!("insufficient_scope"))
+    );
+    // No credentials, or a wrong secret: invalid_client with a Basic challenge.
+    let res = browser()
+        .post(app.url("/api/v1/auth/introspect"))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body, challenge) = oauth_error(res).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    assert_eq!(challenge.as_deref(), Some("Basic realm=\"gatehouse\""));
     let key = introspector(&app, &admin, &["tokens:introspect"]).await;
-    let r = Reply::of(
-        browser()
-            .post(app.url("/api/v1/auth/introspect"))
-            .basic_auth(&key.0, Some(&key.1))
-            .json(&json!({ "token": "x" }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    r.expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    let res = browser()
+        .post(app.url("/api/v1/auth/introspect"))
+        .basic_auth(&key.0, Some("gatehouse_sk_wrong"))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body, _) = oauth_error(res).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    // A body that is not a form is an invalid request.
+    let res = browser()
+        .post(app.url("/api/v1/auth/introspect"))
+        .basic_auth(&key.0, Some(&key.1))
+        .json(&json!({ "token": "x" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body, _) = oauth_error(res).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_request"))
+    );
 }
 
 backend_tests!(
