@@ -2,7 +2,7 @@
 //! service accounts and their API keys by access key, with the SHA-256 of the secret.
 
 use super::Adapter;
-use super::common::{DbRow, Tx, insert_audit};
+use super::common::{Db, DbRow, Tx, insert_audit};
 use super::rows::{account_cols, account_row, ts};
 use crate::dialect::Dialect;
 use crate::map_err;
@@ -33,6 +33,31 @@ fn pat_row(row: &DbRow) -> Result<PersonalAccessToken, sqlx::Error> {
         last_used_ip: row.try_get("last_used_ip")?,
         revoked_at: ts(row.try_get("revoked_at")?),
     })
+}
+
+/// Records a credential's use (time and IP) in `table`, at most once per `min_gap_ms`;
+/// `true` if this call wrote it.
+async fn touch_last_used(
+    pool: &sqlx::Pool<Db>,
+    table: &'static str,
+    id: Id,
+    now: Timestamp,
+    ip: Option<&str>,
+    min_gap_ms: i64,
+) -> StoreResult<bool> {
+    let sql = format!(
+        "UPDATE {table} SET last_used_at = $1, last_used_ip = $2 \
+         WHERE id = $3 AND (last_used_at IS NULL OR last_used_at <= $4)"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now.millis())
+        .bind(ip)
+        .bind(id)
+        .bind(now.millis().saturating_sub(min_gap_ms))
+        .execute(pool)
+        .await
+        .map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[async_trait]
@@ -129,18 +154,15 @@ impl PatStore for Adapter {
         ip: Option<&str>,
         min_gap_ms: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE personal_access_token SET last_used_at = $1, last_used_ip = $2 \
-             WHERE id = $3 AND (last_used_at IS NULL OR last_used_at <= $4)",
+        touch_last_used(
+            self.writer(),
+            "personal_access_token",
+            id,
+            now,
+            ip,
+            min_gap_ms,
         )
-        .bind(now.millis())
-        .bind(ip)
-        .bind(id)
-        .bind(now.millis().saturating_sub(min_gap_ms))
-        .execute(self.writer())
         .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
     }
 }
 
@@ -381,17 +403,6 @@ impl ApiKeyStore for Adapter {
         ip: Option<&str>,
         min_gap_ms: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE api_key SET last_used_at = $1, last_used_ip = $2 \
-             WHERE id = $3 AND (last_used_at IS NULL OR last_used_at <= $4)",
-        )
-        .bind(now.millis())
-        .bind(ip)
-        .bind(id)
-        .bind(now.millis().saturating_sub(min_gap_ms))
-        .execute(self.writer())
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        touch_last_used(self.writer(), "api_key", id, now, ip, min_gap_ms).await
     }
 }
